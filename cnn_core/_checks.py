@@ -63,18 +63,23 @@ def as_tuple(op: str, name: str, v, n: int = 2, minimum: int = 1) -> tuple[int, 
     return vals
 
 
-def window_output(op: str, size: tuple[int, ...], kernel: tuple[int, ...],
-                  stride: tuple[int, ...], padding: tuple[int, ...]) -> tuple[int, ...]:
+def window_output(
+    op: str,
+    size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> tuple[int, ...]:
     """Output sizes floor((n + 2p - k) / s) + 1 per spatial axis; raise if a kernel does not fit.
 
     size, kernel, stride, padding: one int per spatial axis (L, or H and W).
     """
     out = []
-    for n, k, s, p in zip(size, kernel, stride, padding):
+    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
         if k > n + 2 * p:
             raise ValueError(
                 f"{op}: kernel {tuple(kernel)} is larger than the padded input "
-                f"{tuple(m + 2 * q for m, q in zip(size, padding))} "
+                f"{tuple(m + 2 * q for m, q in zip(size, padding, strict=True))} "
                 f"(input {tuple(size)}, padding {tuple(padding)})"
             )
         out.append(conv_output_size(n, k, s, p))
@@ -98,7 +103,9 @@ def conv_args(op: str, x, w, b, stride, padding, spatial: int):
             f"{w.shape[1]} (shape {w.shape})"
         )
     if b.shape[0] != w.shape[0]:
-        raise ValueError(f"{op}: b has shape {b.shape} but w has {w.shape[0]} filters; b must be ({w.shape[0]},)")
+        raise ValueError(
+            f"{op}: b has shape {b.shape} but w has {w.shape[0]} filters; b must be ({w.shape[0]},)"
+        )
     stride = as_tuple(op, "stride", stride, spatial, 1)
     padding = as_tuple(op, "padding", padding, spatial, 0)
     out = window_output(op, x.shape[2:], w.shape[2:], stride, padding)
@@ -142,17 +149,25 @@ def dropout_p(op: str, p) -> float:
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{op}: p must be a number in [0, 1), got {p!r}")
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"{op}: p is the probability of dropping a unit and must be in [0, 1), got {p!r}")
+        raise ValueError(
+            f"{op}: p is the probability of dropping a unit and must be in [0, 1), got {p!r}"
+        )
     return float(p)
 
 
 def as_rng(op: str, rng) -> np.random.Generator:
     """A Generator from None (fresh entropy), an int seed or a Generator."""
-    if rng is None or isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{op}: rng seed must be non-negative, got {rng}")
         return np.random.default_rng(rng)
+    if rng is None:
+        return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    raise TypeError(f"{op}: rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}")
+    raise TypeError(
+        f"{op}: rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+    )
 
 
 def dropout_mask(shape: tuple[int, ...], p: float, rng: np.random.Generator) -> np.ndarray:
@@ -170,16 +185,25 @@ def batchnorm_args(op: str, x, gamma, beta, running_mean, running_var, momentum,
     x = as_float(op, "x", x, ndim, layout)
     feat = x.shape[1]
     pshape = "(D,)" if ndim == 2 else "(C,)"
-    for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                    ("running_var", running_var)):
+    for name, a in (
+        ("gamma", gamma),
+        ("beta", beta),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
         if name.startswith("running") and not isinstance(a, np.ndarray):
             raise TypeError(f"{op}: {name} must be a numpy array (it is updated in place)")
         a = as_float(op, name, a, 1, pshape)
         if a.shape[0] != feat:
-            raise ValueError(f"{op}: {name} has shape {a.shape} but x of shape {x.shape} has {feat} features")
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"{op}: {name} has shape {a.shape} but x of shape {x.shape} has {feat} features"
+            )
+    for name, v in (("momentum", momentum), ("eps", eps)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: {name} must be a number, got {v!r}")
+    if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum!r}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or eps <= 0:
+    if eps <= 0:
         raise ValueError(f"{op}: eps must be positive, got {eps!r}")
     gamma, beta = same_dtype(x.dtype, as_float(op, "gamma", gamma), as_float(op, "beta", beta))
     return x, gamma, beta
@@ -189,7 +213,9 @@ def dout_like(op: str, dout, shape: tuple[int, ...], dtype: np.dtype) -> np.ndar
     """Check an upstream gradient against the forward output's shape; return it in `dtype`."""
     dout = as_float(op, "dout", dout)
     if dout.shape != tuple(shape):
-        raise ValueError(f"{op}: dout has shape {dout.shape} but the forward output had shape {tuple(shape)}")
+        raise ValueError(
+            f"{op}: dout has shape {dout.shape} but the forward output had shape {tuple(shape)}"
+        )
     return dout.astype(dtype, copy=False)
 
 
@@ -199,10 +225,16 @@ def labels_args(op: str, scores, y):
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{op}: y must hold integer class labels, got dtype {y.dtype}")
+    if scores.shape[0] == 0:
+        raise ValueError(f"{op}: scores must be a non-empty batch, got shape {scores.shape}")
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"{op}: y has shape {y.shape} but scores has shape {scores.shape}; y must be ({scores.shape[0]},)")
+        raise ValueError(
+            f"{op}: y has shape {y.shape} but scores has shape {scores.shape}; y must be ({scores.shape[0]},)"
+        )
     if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
-        raise ValueError(f"{op}: labels must be in [0, {scores.shape[1]}), got values from {y.min()} to {y.max()}")
+        raise ValueError(
+            f"{op}: labels must be in [0, {scores.shape[1]}), got values from {y.min()} to {y.max()}"
+        )
     return scores, y
 
 
@@ -215,5 +247,18 @@ def paired_args(op: str, pred_name: str, pred, target_name: str, target):
     if pred.ndim < 1 or pred.shape[0] == 0:
         raise ValueError(f"{op}: {pred_name} must be a non-empty batch, got shape {pred.shape}")
     if target.shape != pred.shape:
-        raise ValueError(f"{op}: {target_name} has shape {target.shape} but {pred_name} has shape {pred.shape}")
+        raise ValueError(
+            f"{op}: {target_name} has shape {target.shape} but {pred_name} has shape {pred.shape}"
+        )
     return pred, target.astype(pred.dtype, copy=False)
+
+
+def batchnorm_train_count(op: str, x: np.ndarray) -> int:
+    """Values per feature in a training batch (N, or N*H*W per channel); raise if fewer than 2.
+
+    The running variance is the unbiased batch variance, undefined for a single value.
+    """
+    m = x.shape[0] * int(np.prod(x.shape[2:], dtype=np.int64))
+    if m < 2:
+        raise ValueError(f"{op}: training needs at least 2 values per feature, got {m}")
+    return m

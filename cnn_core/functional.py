@@ -1,0 +1,505 @@
+"""The layers of a CNN as plain functions: the fast path.
+
+Every `*_forward` returns `(out, cache)` and every `*_backward(dout, cache)` returns the gradients
+of its inputs. Layout is NCHW; convolution is cross-correlation with zero padding, as in deep-learning
+frameworks; output size floor((n + 2p - k) / s) + 1. float32 and float64 both work and outputs keep
+the input's dtype. Convolution is im2col + one BLAS matrix product (dW = dS . X_col^T,
+dX = col2im(W^T . dS)); col2im and pooling run in numba kernels, compiled on first use and cached
+on disk. `cnn_core.naive` has the same functions as readable loops.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnn_core import _checks
+
+__all__ = [
+    "conv1d_forward",
+    "conv1d_backward",
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "elu_forward",
+    "elu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "linear_forward",
+    "linear_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm2d_forward",
+    "batchnorm2d_backward",
+    "softmax_cross_entropy",
+    "mse_loss",
+    "sigmoid_binary_cross_entropy",
+]
+
+
+def _kernels():
+    """The numba kernels, imported on first use so that `import cnn_core` stays quick."""
+    from cnn_core import _kernels as k
+
+    return k
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def im2col(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
+    """Unfold x (N, C, H, W) into X_col (C*KH*KW, N*OH*OW), one column per output position.
+
+    Row (c, i, j) holds x[n, c, y*sh + i - ph, z*sw + j - pw] at column (n, y, z), zero outside
+    the input, so that a convolution is the single matrix product W.reshape(F, -1) @ X_col.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c = x.shape[:2]
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N,C,OH,OW,KH,KW)
+    oh, ow = windows.shape[2:4]
+    return np.ascontiguousarray(windows.transpose(1, 4, 5, 0, 2, 3)).reshape(
+        c * kh * kw, n * oh * ow
+    )
+
+
+class ConvCache(NamedTuple):
+    cols: np.ndarray  # (C*KH*KW, N*OH*OW) unfolded input
+    w: np.ndarray  # (F, C, KH, KW)
+    x_shape: tuple[int, ...]  # (N, C, H, W)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    out_shape: tuple[int, ...]  # (N, F, OH, OW)
+
+
+def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
+    x, w, b, stride, padding, out_size = _checks.conv_args(op, x, w, b, stride, padding, spatial)
+    if spatial == 1:  # a 1D convolution is a 2D one over a height-1 image
+        x, w = x[:, :, None, :], w[:, :, None, :]
+        stride, padding, out_size = (1, *stride), (0, *padding), (1, *out_size)
+    n, _, _, _ = x.shape
+    f, c, kh, kw = w.shape
+    oh, ow = out_size
+    cols = im2col(x, (kh, kw), stride, padding)
+    s = np.ascontiguousarray(w).reshape(f, -1) @ cols  # (F, N*OH*OW)
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    np.add(s.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), b[None, :, None, None], out=out)
+    cache = ConvCache(cols, w, x.shape, stride, padding, out.shape)
+    return out, cache
+
+
+def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int):
+    n, f, oh, ow = cache.out_shape
+    dout = _checks.dout_like(
+        op, dout, cache.out_shape if spatial == 2 else (n, f, ow), cache.cols.dtype
+    )
+    w = cache.w
+    _, c, kh, kw = w.shape
+    ds = np.ascontiguousarray(dout.reshape(n, f, oh * ow).transpose(1, 0, 2)).reshape(f, -1)
+    dw = (ds @ cache.cols.T).reshape(w.shape)  # dW = dS . X_col^T
+    db = ds.sum(axis=1)
+    dcols = np.ascontiguousarray(w).reshape(f, -1).T @ ds  # W^T . dS, folded back below
+    _, _, h, wd = cache.x_shape
+    dx = _kernels().col2im(dcols, n, c, h, wd, kh, kw, *cache.stride, *cache.padding, oh, ow)
+    if spatial == 1:
+        return dx[:, :, 0, :], dw[:, :, 0, :], db
+    return dx, dw, db
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0):
+    """2D convolution (cross-correlation) with zero padding.
+
+    x: (N, C, H, W); w: (F, C, KH, KW); b: (F,); stride, padding: int or (vertical, horizontal).
+    Returns out (N, F, OH, OW) with OH = (H + 2*ph - KH) // sh + 1, OW likewise, and a cache.
+    """
+    return _conv2d("conv2d_forward", x, w, b, stride, padding, 2)
+
+
+def conv2d_backward(dout: np.ndarray, cache: ConvCache):
+    """Gradients of a 2D convolution. dout: (N, F, OH, OW). Returns dx (N, C, H, W), dw, db."""
+    return _conv2d_backward("conv2d_backward", dout, cache, 2)
+
+
+def conv1d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0):
+    """1D convolution (cross-correlation) with zero padding.
+
+    x: (N, C, L); w: (F, C, K); b: (F,); stride, padding: int.
+    Returns out (N, F, OL) with OL = (L + 2*padding - K) // stride + 1, and a cache.
+    """
+    out, cache = _conv2d("conv1d_forward", x, w, b, stride, padding, 1)
+    return out[:, :, 0, :], cache
+
+
+def conv1d_backward(dout: np.ndarray, cache: ConvCache):
+    """Gradients of a 1D convolution. dout: (N, F, OL). Returns dx (N, C, L), dw (F, C, K), db (F,)."""
+    return _conv2d_backward("conv1d_backward", dout, cache, 1)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+class PoolCache(NamedTuple):
+    x_shape: tuple[int, ...]  # (N, C, H, W)
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    out_shape: tuple[int, ...]  # (N, C, OH, OW)
+    dtype: np.dtype
+    argmax: np.ndarray | None  # (N, C, OH, OW) flat index into each H*W plane; max pooling only
+
+
+def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None):
+    """Max pooling. x: (N, C, H, W); kernel_size, stride: int or pair, stride defaults to the kernel.
+
+    Returns out (N, C, OH, OW), OH = (H - KH) // sh + 1, and a cache. Windows may overlap
+    (AlexNet's 3x3 stride 2); the first maximum in row-major order receives the gradient.
+    """
+    x, kernel, stride, (oh, ow) = _checks.pool_args("maxpool2d_forward", x, kernel_size, stride)
+    out, arg = _kernels().maxpool_forward(np.ascontiguousarray(x), *kernel, *stride, oh, ow)
+    return out, PoolCache(x.shape, kernel, stride, out.shape, x.dtype, arg)
+
+
+def maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """Gradient of max pooling. dout: (N, C, OH, OW). Returns dx (N, C, H, W)."""
+    dout = _checks.dout_like("maxpool2d_backward", dout, cache.out_shape, cache.dtype)
+    _, _, h, w = cache.x_shape
+    return _kernels().maxpool_backward(np.ascontiguousarray(dout), cache.argmax, h, w)
+
+
+def avgpool2d_forward(x: np.ndarray, kernel_size, stride=None):
+    """Average pooling. x: (N, C, H, W); kernel_size, stride: int or pair (stride defaults to kernel).
+
+    Returns out (N, C, OH, OW), OH = (H - KH) // sh + 1, and a cache.
+    """
+    x, kernel, stride, (oh, ow) = _checks.pool_args("avgpool2d_forward", x, kernel_size, stride)
+    out = _kernels().avgpool_forward(np.ascontiguousarray(x), *kernel, *stride, oh, ow)
+    return out, PoolCache(x.shape, kernel, stride, out.shape, x.dtype, None)
+
+
+def avgpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """Gradient of average pooling. dout: (N, C, OH, OW). Returns dx (N, C, H, W)."""
+    dout = _checks.dout_like("avgpool2d_backward", dout, cache.out_shape, cache.dtype)
+    _, _, h, w = cache.x_shape
+    return _kernels().avgpool_backward(
+        np.ascontiguousarray(dout), *cache.kernel, *cache.stride, h, w
+    )
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+class DropoutCache(NamedTuple):
+    mask: np.ndarray | None  # keep-mask scaled by 1/(1-p), in x's dtype; None when not training
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def dropout_forward(x: np.ndarray, p: float, train: bool = True, rng=None):
+    """Inverted dropout. x: any shape; p: probability of DROPPING a unit, in [0, 1).
+
+    In training each unit is zeroed with probability p and kept units are scaled by 1 / (1 - p), so
+    the expected output equals x and test time needs no rescaling; with train=False it is the
+    identity. rng: a numpy.random.Generator, an int seed, or None for fresh entropy.
+    Returns out (x's shape) and a cache.
+    """
+    x = _checks.as_float("dropout_forward", "x", x)
+    p = _checks.dropout_p("dropout_forward", p)
+    if not train:
+        return x.copy(), DropoutCache(None, x.shape, x.dtype)
+    keep = _checks.dropout_mask(x.shape, p, _checks.as_rng("dropout_forward", rng))
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, DropoutCache(mask, x.shape, x.dtype)
+
+
+def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
+    """Gradient of dropout: dout through the same scaled mask (identity when not training)."""
+    dout = _checks.dout_like("dropout_backward", dout, cache.shape, cache.dtype)
+    return dout.copy() if cache.mask is None else dout * cache.mask
+
+
+# --------------------------------------------------------------------------- activations
+
+
+class ActCache(NamedTuple):
+    x: np.ndarray  # the input
+    out: np.ndarray  # the output (sigmoid, tanh and ELU derivatives reuse it)
+    alpha: float
+
+
+def _act_forward(op: str, x, fn, alpha: float = 0.0):
+    x = _checks.as_float(op, "x", x)
+    out = fn(x)
+    return out, ActCache(x, out, alpha)
+
+
+def _act_dout(op: str, dout, cache: ActCache) -> np.ndarray:
+    return _checks.dout_like(op, dout, cache.x.shape, cache.x.dtype)
+
+
+def relu_forward(x: np.ndarray):
+    """ReLU: max(0, x), elementwise. Returns out (x's shape) and a cache."""
+    return _act_forward("relu_forward", x, lambda v: np.maximum(v, 0))
+
+
+def relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
+    """Gradient of ReLU: dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
+    dout = _act_dout("relu_backward", dout, cache)
+    return np.where(cache.x > 0, dout, 0).astype(dout.dtype, copy=False)
+
+
+def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01):
+    """Leaky ReLU: x if x > 0 else alpha * x. Returns out (x's shape) and a cache."""
+    return _act_forward(
+        "leaky_relu_forward", x, lambda v: np.where(v > 0, v, v * v.dtype.type(alpha)), alpha
+    )
+
+
+def leaky_relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
+    """Gradient of leaky ReLU: dout where x > 0, alpha * dout elsewhere."""
+    dout = _act_dout("leaky_relu_backward", dout, cache)
+    return np.where(cache.x > 0, dout, dout * dout.dtype.type(cache.alpha))
+
+
+def elu_forward(x: np.ndarray, alpha: float = 1.0):
+    """ELU: x if x > 0 else alpha * (exp(x) - 1). Returns out (x's shape) and a cache."""
+
+    def elu(v):
+        return np.where(v > 0, v, v.dtype.type(alpha) * np.expm1(np.minimum(v, 0)))
+
+    return _act_forward("elu_forward", x, elu, alpha)
+
+
+def elu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
+    """Gradient of ELU: dout where x > 0, dout * (out + alpha) elsewhere."""
+    dout = _act_dout("elu_backward", dout, cache)
+    slope = cache.out + dout.dtype.type(cache.alpha)
+    return np.where(cache.x > 0, dout, dout * slope)
+
+
+def sigmoid_forward(x: np.ndarray):
+    """Logistic sigmoid 1 / (1 + exp(-x)), computed without overflow. Returns out and a cache."""
+
+    def sigmoid(v):
+        e = np.exp(-np.abs(v))  # exp of a non-positive number never overflows
+        return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+    return _act_forward("sigmoid_forward", x, sigmoid)
+
+
+def sigmoid_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
+    """Gradient of the sigmoid: dout * s * (1 - s) with s the forward output."""
+    dout = _act_dout("sigmoid_backward", dout, cache)
+    s = cache.out
+    return dout * s * (1 - s)
+
+
+def tanh_forward(x: np.ndarray):
+    """Hyperbolic tangent, elementwise. Returns out (x's shape) and a cache."""
+    return _act_forward("tanh_forward", x, np.tanh)
+
+
+def tanh_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
+    """Gradient of tanh: dout * (1 - out**2)."""
+    dout = _act_dout("tanh_backward", dout, cache)
+    return dout * (1 - cache.out * cache.out)
+
+
+# --------------------------------------------------------------------------- fully connected
+
+
+class LinearCache(NamedTuple):
+    x: np.ndarray  # the input, in its own shape (N, ...)
+    w: np.ndarray  # (D, M)
+
+
+def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray):
+    """Fully connected layer. x: (N, d1, ..., dk) flattened to (N, D); w: (D, M); b: (M,).
+
+    Returns out (N, M) = x.reshape(N, D) @ w + b, and a cache.
+    """
+    x, w, b = _checks.linear_args("linear_forward", x, w, b)
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, LinearCache(x, w)
+
+
+def linear_backward(dout: np.ndarray, cache: LinearCache):
+    """Gradients of a fully connected layer. dout: (N, M). Returns dx (x's shape), dw (D, M), db (M,)."""
+    x, w = cache
+    dout = _checks.dout_like("linear_backward", dout, (x.shape[0], w.shape[1]), x.dtype)
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    return dx, dw, dout.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+class BatchNormCache(NamedTuple):
+    xhat: np.ndarray  # normalised input, in the layout (M, D): one column per feature
+    gamma: np.ndarray  # (D,)
+    inv_std: np.ndarray  # (D,) 1 / sqrt(var + eps), batch or running variance
+    train: bool
+    shape: tuple[int, ...]  # the input's own shape
+
+
+def _to_columns(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N*H*W, C): per-channel statistics become per-column ones."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _from_columns(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `_to_columns`, returning a C-contiguous (N, C, H, W) array."""
+    n, c, h, w = shape
+    return np.ascontiguousarray(a.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+
+def _batchnorm(op, x, gamma, beta, running_mean, running_var, train, momentum, eps):
+    """Batch norm on columns: x (M, D), statistics per column. Returns out (M, D) and a cache."""
+    if train:
+        m = _checks.batchnorm_train_count(op, x)
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)  # biased: the batch is normalised with it
+        running_mean *= momentum
+        running_mean += (1 - momentum) * mean
+        running_var *= momentum
+        running_var += (1 - momentum) * var * (m / (m - 1))  # unbiased, as an estimate
+    else:
+        mean, var = running_mean, running_var
+    mean, var = _checks.same_dtype(x.dtype, mean, var)
+    inv_std = (1 / np.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
+    xhat = (x - mean) * inv_std
+    out = xhat * gamma + beta
+    return out, BatchNormCache(xhat, gamma, inv_std, train, x.shape)
+
+
+def _batchnorm_backward(dout: np.ndarray, cache: BatchNormCache):
+    """Gradients on columns. dout (M, D). Returns dx (M, D), dgamma (D,), dbeta (D,)."""
+    xhat, gamma, inv_std, train, _ = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    if not train:  # running statistics are constants: the layer is affine
+        return dout * (gamma * inv_std), dgamma, dbeta
+    m = dout.shape[0]
+    dx = (gamma * inv_std / m) * (m * dout - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def batchnorm_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    train: bool = True,
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+):
+    """Batch normalisation of x (N, D) per feature; gamma, beta, running_mean, running_var: (D,).
+
+    Training normalises with the batch mean and biased variance and updates the running statistics
+    in place: running = momentum * running + (1 - momentum) * batch_stat, with the unbiased batch
+    variance. Test mode (train=False) normalises with the running statistics and leaves them alone.
+    Returns out (N, D) and a cache.
+    """
+    op = "batchnorm_forward"
+    x, gamma, beta = _checks.batchnorm_args(
+        op, x, gamma, beta, running_mean, running_var, momentum, eps, 2
+    )
+    return _batchnorm(op, x, gamma, beta, running_mean, running_var, train, momentum, eps)
+
+
+def batchnorm_backward(dout: np.ndarray, cache: BatchNormCache):
+    """Gradients of batch normalisation. dout: (N, D). Returns dx (N, D), dgamma (D,), dbeta (D,)."""
+    dout = _checks.dout_like("batchnorm_backward", dout, cache.shape, cache.xhat.dtype)
+    return _batchnorm_backward(dout, cache)
+
+
+def batchnorm2d_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    train: bool = True,
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+):
+    """Spatial batch normalisation of x (N, C, H, W), per channel over N, H and W.
+
+    gamma, beta, running_mean, running_var: (C,). Statistics and updates as in
+    `batchnorm_forward`. Returns out (N, C, H, W) and a cache.
+    """
+    op = "batchnorm2d_forward"
+    x, gamma, beta = _checks.batchnorm_args(
+        op, x, gamma, beta, running_mean, running_var, momentum, eps, 4
+    )
+    out, cache = _batchnorm(
+        op, _to_columns(x), gamma, beta, running_mean, running_var, train, momentum, eps
+    )
+    return _from_columns(out, x.shape), cache._replace(shape=x.shape)
+
+
+def batchnorm2d_backward(dout: np.ndarray, cache: BatchNormCache):
+    """Gradients of spatial batch norm. dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma, dbeta."""
+    dout = _checks.dout_like("batchnorm2d_backward", dout, cache.shape, cache.xhat.dtype)
+    dx, dgamma, dbeta = _batchnorm_backward(_to_columns(dout), cache)
+    return _from_columns(dx, cache.shape), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Softmax followed by cross-entropy, averaged over the batch.
+
+    scores: (N, K) unnormalised class scores; y: (N,) integer labels in [0, K).
+    Returns loss (float) and dscores (N, K) = (softmax(scores) - onehot(y)) / N.
+    """
+    scores, y = _checks.labels_args("softmax_cross_entropy", scores, y)
+    n = scores.shape[0]
+    shifted = scores - scores.max(axis=1, keepdims=True)  # exp never overflows
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(n), y].mean()
+    dscores = np.exp(log_probs)
+    dscores[np.arange(n), y] -= 1
+    return float(loss), dscores / scores.dtype.type(n)
+
+
+def mse_loss(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean squared error over all elements. pred, target: same shape.
+
+    Returns loss = mean((pred - target)**2) and dpred = 2 * (pred - target) / pred.size.
+    """
+    pred, target = _checks.paired_args("mse_loss", "pred", pred, "target", target)
+    diff = pred - target
+    return float(np.mean(diff * diff)), diff * pred.dtype.type(2.0 / pred.size)
+
+
+def sigmoid_binary_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Binary cross-entropy on sigmoid(logits), averaged over all elements.
+
+    logits: any shape; y: the same shape, targets in [0, 1]. Computed as
+    max(z, 0) - z*y + log(1 + exp(-|z|)), which never overflows. Returns loss and
+    dlogits = (sigmoid(logits) - y) / logits.size.
+    """
+    z, y = _checks.paired_args("sigmoid_binary_cross_entropy", "logits", logits, "y", y)
+    if y.size and (y.min() < 0 or y.max() > 1):
+        raise ValueError("sigmoid_binary_cross_entropy: y must hold targets in [0, 1]")
+    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    s, _ = sigmoid_forward(z)
+    return float(loss), (s - y) / z.dtype.type(z.size)

@@ -1,0 +1,409 @@
+"""The fast ops (cnn_core.functional) against PyTorch CPU, the naive loops and the gradient checker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnn_core
+from cnn_core import functional as fast
+from cnn_core import naive
+from cnn_core.gradcheck import check_gradients
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-11)}
+
+
+def rand(rng, shape, dtype=np.float64, contiguous=True):
+    """Normal values of `shape`; a strided (non-contiguous) view of them when asked."""
+    if contiguous:
+        return rng.standard_normal(shape).astype(dtype)
+    return rng.standard_normal((*shape, 2)).astype(dtype)[..., 0]
+
+
+def torch_grads(fn, arrays, dout):
+    """Run torch `fn` on copies of `arrays` with autograd; return (out, [grad per array])."""
+    ts = [torch.tensor(np.array(a), requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    out.backward(torch.tensor(np.array(dout)))
+    return out.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == np.dtype(dtype), f"dtype {actual.dtype}, expected {np.dtype(dtype)}"
+    np.testing.assert_allclose(actual, expected, **TOL[dtype])
+
+
+# --------------------------------------------------------------------------- convolution
+
+conv_cases = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c": st.integers(1, 3),
+        "f": st.integers(1, 4),
+        "h": st.integers(1, 9),
+        "w": st.integers(1, 9),
+        "kh": st.integers(1, 4),
+        "kw": st.integers(1, 4),
+        "sh": st.integers(1, 3),
+        "sw": st.integers(1, 3),
+        "ph": st.integers(0, 2),
+        "pw": st.integers(0, 2),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "contiguous": st.booleans(),
+        "seed": st.integers(0, 2**31),
+    }
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(
+    conv_cases.filter(lambda p: p["kh"] <= p["h"] + 2 * p["ph"] and p["kw"] <= p["w"] + 2 * p["pw"])
+)
+def test_conv2d_matches_torch(p):
+    rng = np.random.default_rng(p["seed"])
+    dt = p["dtype"]
+    x = rand(rng, (p["n"], p["c"], p["h"], p["w"]), dt, p["contiguous"])
+    w = rand(rng, (p["f"], p["c"], p["kh"], p["kw"]), dt, p["contiguous"])
+    b = rand(rng, (p["f"],), dt)
+    stride, padding = (p["sh"], p["sw"]), (p["ph"], p["pw"])
+    out, cache = fast.conv2d_forward(x, w, b, stride=stride, padding=padding)
+    dout = rand(rng, out.shape, dt)
+    t_out, t_grads = torch_grads(
+        lambda *a: tf.conv2d(*a, stride=stride, padding=padding), [x, w, b], dout
+    )
+    assert_close(out, t_out, dt)
+    for g, tg in zip(fast.conv2d_backward(dout, cache), t_grads, strict=True):
+        assert_close(g, tg, dt)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(3, 12),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(0, 2),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**31),
+)
+def test_conv1d_matches_torch(n, c, f, length, k, s, pad, dt, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = rand(rng, (n, c, length), dt), rand(rng, (f, c, k), dt), rand(rng, (f,), dt)
+    out, cache = fast.conv1d_forward(x, w, b, stride=s, padding=pad)
+    dout = rand(rng, out.shape, dt)
+    t_out, t_grads = torch_grads(lambda *a: tf.conv1d(*a, stride=s, padding=pad), [x, w, b], dout)
+    assert_close(out, t_out, dt)
+    for g, tg in zip(fast.conv1d_backward(dout, cache), t_grads, strict=True):
+        assert_close(g, tg, dt)
+
+
+def test_conv1d_lecture_example():
+    """x = [1,2,3,2,5,1], f = [1,2]: valid, stride 2 and zero padding 1, worked by hand."""
+    x = np.array([[[1, 2, 3, 2, 5, 1]]], dtype=np.float64)
+    w = np.array([[[1, 2]]], dtype=np.float64)
+    b = np.zeros(1)
+    assert fast.conv1d_forward(x, w, b)[0].ravel().tolist() == [5, 8, 7, 12, 7]
+    assert fast.conv1d_forward(x, w, b, stride=2)[0].ravel().tolist() == [5, 7, 7]
+    assert fast.conv1d_forward(x, w, b, padding=1)[0].ravel().tolist() == [2, 5, 8, 7, 12, 7, 1]
+
+
+def test_alexnet_conv1_im2col_shape():
+    """The lecture's example: 227x227x3 input, 11x11 filters, stride 4 -> X_col of 363 x 3025."""
+    x = np.zeros((1, 3, 227, 227), dtype=np.float32)
+    cols = fast.im2col(x, (11, 11), (4, 4), (0, 0))
+    assert cols.shape == (363, 3025)
+
+
+# --------------------------------------------------------------------------- pooling
+
+pool_cases = [  # (shape, kernel, stride)
+    ((2, 3, 8, 8), 2, None),
+    ((1, 1, 7, 9), 3, 2),
+    ((2, 2, 13, 13), 3, 2),
+    ((3, 1, 5, 6), (2, 3), (1, 2)),
+    ((1, 4, 4, 4), 4, None),
+    ((2, 2, 9, 7), 2, 1),
+    ((1, 1, 1, 1), 1, None),
+    ((2, 3, 6, 10), (3, 1), 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,stride", pool_cases)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pooling_matches_torch(kind, shape, kernel, stride, dtype):
+    rng = np.random.default_rng(len(shape) + sum(shape))
+    x = rand(rng, shape, dtype, contiguous=False)
+    forward = getattr(fast, f"{kind}pool2d_forward")
+    backward = getattr(fast, f"{kind}pool2d_backward")
+    t_fn = tf.max_pool2d if kind == "max" else tf.avg_pool2d
+    out, cache = forward(x, kernel, stride)
+    dout = rand(rng, out.shape, dtype)
+    t_out, (t_dx,) = torch_grads(lambda a: t_fn(a, kernel, stride), [x], dout)
+    assert_close(out, t_out, dtype)
+    assert_close(backward(dout, cache), t_dx, dtype)
+
+
+@pytest.mark.parametrize("impl", [fast, naive], ids=["fast", "naive"])
+def test_maxpool_ties_send_gradient_to_first_max(impl):
+    """Equal values in a window: the first in row-major order takes the whole gradient."""
+    x = np.array(
+        [[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 3.0, 3.0], [5.0, 5.0, 1.0, 1.0], [5.0, 5.0, 1.0, 1.0]]]]
+    )
+    out, cache = impl.maxpool2d_forward(x, 2)
+    assert out[0, 0].tolist() == [[3.0, 3.0], [5.0, 1.0]]
+    dx = impl.maxpool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), cache)
+    assert dx[0, 0].tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
+
+
+def test_overlapping_maxpool_accumulates_gradient():
+    """AlexNet's 3x3 stride 2 pooling: a maximum shared by two windows gets both gradients."""
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 9.0  # the centre lies in all four windows
+    out, cache = fast.maxpool2d_forward(x, 3, 2)
+    assert out.shape == (1, 1, 2, 2) and np.all(out == 9.0)
+    dx = fast.maxpool2d_backward(np.ones_like(out), cache)
+    assert dx[0, 0, 2, 2] == 4.0 and dx.sum() == 4.0
+
+
+# --------------------------------------------------------------------------- elementwise and dense
+
+activations = [  # (name, kwargs, torch function)
+    ("relu", {}, torch.relu),
+    ("leaky_relu", {"alpha": 0.1}, lambda t: tf.leaky_relu(t, 0.1)),
+    ("leaky_relu", {}, lambda t: tf.leaky_relu(t, 0.01)),
+    ("elu", {"alpha": 0.7}, lambda t: tf.elu(t, 0.7)),
+    ("elu", {}, tf.elu),
+    ("sigmoid", {}, torch.sigmoid),
+    ("tanh", {}, torch.tanh),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kwargs,t_fn", activations)
+def test_activations_match_torch(name, kwargs, t_fn, dtype):
+    rng = np.random.default_rng(3)
+    x = rand(rng, (4, 3, 5), dtype, contiguous=False) * 3
+    x[0, 0, :2] = [-800.0, 800.0]  # saturation must not overflow
+    out, cache = getattr(fast, f"{name}_forward")(x, **kwargs)
+    dout = rand(rng, x.shape, dtype)
+    t_out, (t_dx,) = torch_grads(t_fn, [x], dout)
+    assert_close(out, t_out, dtype)
+    assert_close(getattr(fast, f"{name}_backward")(dout, cache), t_dx, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape", [(5, 12), (1, 3, 2, 2), (4, 2, 3)])
+def test_linear_matches_torch(x_shape, dtype):
+    rng = np.random.default_rng(4)
+    d = int(np.prod(x_shape[1:]))
+    x, w, b = (
+        rand(rng, x_shape, dtype, False),
+        rand(rng, (d, 7), dtype, False),
+        rand(rng, (7,), dtype),
+    )
+    out, cache = fast.linear_forward(x, w, b)
+    dout = rand(rng, out.shape, dtype)
+    t_out, t_grads = torch_grads(lambda a, v, c: a.reshape(a.shape[0], -1) @ v + c, [x, w, b], dout)
+    assert_close(out, t_out, dtype)
+    dx, dw, db = fast.linear_backward(dout, cache)
+    assert dx.shape == x_shape
+    for g, tg in zip((dx, dw, db), t_grads, strict=True):
+        assert_close(g, tg, dtype)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8, 5), (4, 3, 5, 2), (2, 1, 3, 3)])
+def test_batchnorm_train_matches_torch(shape, dtype):
+    rng = np.random.default_rng(5)
+    x = rand(rng, shape, dtype, contiguous=False) * 2 + 1
+    c = shape[1]
+    gamma, beta = rand(rng, (c,), dtype), rand(rng, (c,), dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
+    t_rm, t_rv = torch.tensor(rm), torch.tensor(rv)
+    forward = fast.batchnorm_forward if len(shape) == 2 else fast.batchnorm2d_forward
+    backward = fast.batchnorm_backward if len(shape) == 2 else fast.batchnorm2d_backward
+    out, cache = forward(x, gamma, beta, rm, rv, train=True, momentum=0.8)
+    dout = rand(rng, out.shape, dtype)
+
+    def t_bn(a, g, bb):  # torch's momentum weighs the new statistic: ours 0.8 is its 0.2
+        return tf.batch_norm(a, t_rm, t_rv, g, bb, training=True, momentum=0.2, eps=1e-5)
+
+    t_out, t_grads = torch_grads(t_bn, [x, gamma, beta], dout)
+    assert_close(out, t_out, dtype)
+    for g, tg in zip(backward(dout, cache), t_grads, strict=True):
+        assert_close(g, tg, dtype)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(rm, t_rm.numpy(), **tol)
+    np.testing.assert_allclose(rv, t_rv.numpy(), **tol)  # unbiased variance, as torch
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 2, 5)])
+def test_batchnorm_test_mode_uses_running_stats(shape):
+    rng = np.random.default_rng(6)
+    x = rand(rng, shape)
+    c = shape[1]
+    gamma, beta = rand(rng, (c,)), rand(rng, (c,))
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    rm0, rv0 = rm.copy(), rv.copy()
+    forward = fast.batchnorm_forward if len(shape) == 2 else fast.batchnorm2d_forward
+    backward = fast.batchnorm_backward if len(shape) == 2 else fast.batchnorm2d_backward
+    out, cache = forward(x, gamma, beta, rm, rv, train=False)
+    dout = rand(rng, out.shape)
+    t_rm, t_rv = torch.tensor(rm), torch.tensor(rv)
+    t_out, t_grads = torch_grads(
+        lambda a, g, bb: tf.batch_norm(a, t_rm, t_rv, g, bb, training=False, eps=1e-5),
+        [x, gamma, beta],
+        dout,
+    )
+    assert_close(out, t_out, np.float64)
+    for g, tg in zip(backward(dout, cache), t_grads, strict=True):
+        assert_close(g, tg, np.float64)
+    assert np.array_equal(rm, rm0) and np.array_equal(rv, rv0)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_match_torch(dtype):
+    rng = np.random.default_rng(7)
+    scores = rand(rng, (6, 5), dtype) * 4
+    scores[0, 0] = 1000.0  # large logits must not overflow
+    y = rng.integers(0, 5, size=6)
+    checks = [
+        (fast.softmax_cross_entropy, lambda s: tf.cross_entropy(s, torch.tensor(y)), scores, y),
+        (
+            fast.mse_loss,
+            lambda p: tf.mse_loss(p, torch.tensor(scores.T.copy())),
+            scores.T,
+            scores.T.copy(),
+        ),
+    ]
+    logits = rand(rng, (4, 3), dtype) * 30
+    targets = rng.random((4, 3)).astype(dtype)
+    checks.append(
+        (
+            fast.sigmoid_binary_cross_entropy,
+            lambda z: tf.binary_cross_entropy_with_logits(z, torch.tensor(targets)),
+            logits,
+            targets,
+        )
+    )
+    for ours, theirs, pred, target in checks:
+        pred = pred * 0.5  # a fresh array, not a view shared between the two sides
+        loss, dpred = ours(pred, target)
+        t_loss, (t_grad,) = torch_grads(theirs, [pred], np.array(1.0, dtype))
+        assert isinstance(loss, float)
+        np.testing.assert_allclose(loss, float(t_loss), **TOL[dtype])
+        assert_close(dpred, t_grad, dtype)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def test_dropout_is_inverted_and_seeded():
+    x = np.ones((200, 500), dtype=np.float32)
+    out, cache = fast.dropout_forward(x, 0.3, rng=7)
+    kept = out != 0
+    assert out.dtype == np.float32
+    assert abs(kept.mean() - 0.7) < 0.01  # 100,000 draws: the standard error is 0.0015
+    np.testing.assert_allclose(out[kept], 1 / 0.7, rtol=1e-6)
+    assert abs(out.mean() - 1.0) < 0.02  # expectation preserved
+    again, _ = fast.dropout_forward(x, 0.3, rng=np.random.default_rng(7))
+    assert np.array_equal(out, again)
+    dout = np.full_like(x, 2.0)
+    np.testing.assert_allclose(fast.dropout_backward(dout, cache), out * 2.0)
+
+
+def test_dropout_identity_at_test_time_and_p_zero():
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    out, cache = fast.dropout_forward(x, 0.9, train=False)
+    assert np.array_equal(out, x)
+    assert np.array_equal(fast.dropout_backward(np.ones_like(x), cache), np.ones_like(x))
+    assert np.array_equal(fast.dropout_forward(x, 0.0, rng=0)[0], x)
+
+
+# --------------------------------------------------------------------------- against the loops
+
+
+def _op_inputs(rng):
+    """(name, forward args, forward kwargs) covering every forward/backward pair, in float64."""
+    x4 = rand(rng, (2, 3, 7, 6))
+    return [
+        (
+            "conv2d",
+            (x4, rand(rng, (4, 3, 3, 2)), rand(rng, (4,))),
+            {"stride": (2, 1), "padding": (1, 2)},
+        ),
+        (
+            "conv1d",
+            (rand(rng, (2, 3, 9)), rand(rng, (2, 3, 4)), rand(rng, (2,))),
+            {"stride": 2, "padding": 1},
+        ),
+        ("maxpool2d", (x4, 3, 2), {}),
+        ("avgpool2d", (x4, (2, 3)), {}),
+        ("dropout", (x4, 0.4), {"rng": 11}),
+        ("relu", (x4,), {}),
+        ("leaky_relu", (x4,), {"alpha": 0.2}),
+        ("elu", (x4,), {}),
+        ("sigmoid", (x4,), {}),
+        ("tanh", (x4,), {}),
+        ("linear", (x4, rand(rng, (126, 5)), rand(rng, (5,))), {}),
+        (
+            "batchnorm",
+            (rand(rng, (6, 4)), rand(rng, (4,)), rand(rng, (4,)), np.zeros(4), np.ones(4)),
+            {},
+        ),
+        ("batchnorm2d", (x4, rand(rng, (3,)), rand(rng, (3,)), np.zeros(3), np.ones(3)), {}),
+    ]
+
+
+def _as_tuple(grads):
+    """A backward's result as a tuple: ops with one input return a bare array."""
+    return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_fast_path_equals_naive_loops(index):
+    name, args, kwargs = _op_inputs(np.random.default_rng(8))[index]
+    out, cache = getattr(fast, f"{name}_forward")(*args, **kwargs)
+    n_out, n_cache = getattr(naive, f"{name}_forward")(*args, **kwargs)
+    np.testing.assert_allclose(out, n_out, rtol=1e-10, atol=1e-12)
+    dout = np.random.default_rng(9).standard_normal(out.shape)
+    grads = getattr(fast, f"{name}_backward")(dout, cache)
+    n_grads = getattr(naive, f"{name}_backward")(dout, n_cache)
+    for g, ng in zip(_as_tuple(grads), _as_tuple(n_grads), strict=True):
+        np.testing.assert_allclose(g, ng, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_every_backward_passes_the_gradient_checker(index):
+    name, args, kwargs = _op_inputs(np.random.default_rng(10))[index]
+    n_arrays = {"conv2d": 3, "conv1d": 3, "linear": 3, "batchnorm": 3, "batchnorm2d": 3}.get(
+        name, 1
+    )
+    arrays, rest = args[:n_arrays], args[n_arrays:]
+    forward = getattr(fast, f"{name}_forward")
+
+    def fwd(*a):
+        if name.startswith("batchnorm"):  # fresh running statistics: the check must not drift them
+            return forward(*a, *(np.copy(r) for r in rest), **kwargs)
+        return forward(*a, *rest, **kwargs)
+
+    report = check_gradients(fwd, getattr(fast, f"{name}_backward"), list(arrays))
+    assert report.passed, str(report)
+
+
+def test_reexported_from_package():
+    for name in fast.__all__:
+        assert getattr(cnn_core, name) is getattr(fast, name)
