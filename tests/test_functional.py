@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 import cnn_core
 from cnn_core import functional as fast
-from cnn_core import naive
-from cnn_core.gradcheck import check_gradients
+from cnn_core import naive, selfcheck
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-11)}
 
@@ -336,72 +335,33 @@ def test_dropout_identity_at_test_time_and_p_zero():
 # --------------------------------------------------------------------------- against the loops
 
 
-def _op_inputs(rng):
-    """(name, forward args, forward kwargs) covering every forward/backward pair, in float64."""
-    x4 = rand(rng, (2, 3, 7, 6))
-    return [
-        (
-            "conv2d",
-            (x4, rand(rng, (4, 3, 3, 2)), rand(rng, (4,))),
-            {"stride": (2, 1), "padding": (1, 2)},
-        ),
-        (
-            "conv1d",
-            (rand(rng, (2, 3, 9)), rand(rng, (2, 3, 4)), rand(rng, (2,))),
-            {"stride": 2, "padding": 1},
-        ),
-        ("maxpool2d", (x4, 3, 2), {}),
-        ("avgpool2d", (x4, (2, 3)), {}),
-        ("dropout", (x4, 0.4), {"rng": 11}),
-        ("relu", (x4,), {}),
-        ("leaky_relu", (x4,), {"alpha": 0.2}),
-        ("elu", (x4,), {}),
-        ("sigmoid", (x4,), {}),
-        ("tanh", (x4,), {}),
-        ("linear", (x4, rand(rng, (126, 5)), rand(rng, (5,))), {}),
-        (
-            "batchnorm",
-            (rand(rng, (6, 4)), rand(rng, (4,)), rand(rng, (4,)), np.zeros(4), np.ones(4)),
-            {},
-        ),
-        ("batchnorm2d", (x4, rand(rng, (3,)), rand(rng, (3,)), np.zeros(3), np.ones(3)), {}),
-    ]
+CASES = selfcheck.cases(np.random.default_rng(8))
 
 
-def _as_tuple(grads):
-    """A backward's result as a tuple: ops with one input return a bare array."""
-    return (grads,) if isinstance(grads, np.ndarray) else tuple(grads)
+@pytest.mark.parametrize("case", CASES, ids=[c.op for c in CASES])
+def test_fast_path_equals_loops_and_passes_gradient_check(case):
+    result = selfcheck.check_case(case, np.random.default_rng(9))
+    assert result.naive_diff < 1e-10, f"{case.op}: fast and naive differ by {result.naive_diff}"
+    assert result.grad_error < 1e-6, f"{case.op}: gradient check error {result.grad_error}"
+    assert result.passed
 
 
-@pytest.mark.parametrize("index", range(13))
-def test_fast_path_equals_naive_loops(index):
-    name, args, kwargs = _op_inputs(np.random.default_rng(8))[index]
-    out, cache = getattr(fast, f"{name}_forward")(*args, **kwargs)
-    n_out, n_cache = getattr(naive, f"{name}_forward")(*args, **kwargs)
-    np.testing.assert_allclose(out, n_out, rtol=1e-10, atol=1e-12)
-    dout = np.random.default_rng(9).standard_normal(out.shape)
-    grads = getattr(fast, f"{name}_backward")(dout, cache)
-    n_grads = getattr(naive, f"{name}_backward")(dout, n_cache)
-    for g, ng in zip(_as_tuple(grads), _as_tuple(n_grads), strict=True):
-        np.testing.assert_allclose(g, ng, rtol=1e-10, atol=1e-12)
+def test_selfcheck_catches_a_wrong_backward(monkeypatch):
+    """A backward that is off by a factor must fail both comparisons."""
+    case = next(c for c in CASES if c.op == "tanh")
+    right = fast.tanh_backward
+    monkeypatch.setattr(fast, "tanh_backward", lambda dout, cache: 1.5 * right(dout, cache))
+    result = selfcheck.check_case(case, np.random.default_rng(9))
+    assert not result.passed
+    assert result.naive_diff > 0.01 and result.grad_error > 0.1
 
 
-@pytest.mark.parametrize("index", range(13))
-def test_every_backward_passes_the_gradient_checker(index):
-    name, args, kwargs = _op_inputs(np.random.default_rng(10))[index]
-    n_arrays = {"conv2d": 3, "conv1d": 3, "linear": 3, "batchnorm": 3, "batchnorm2d": 3}.get(
-        name, 1
-    )
-    arrays, rest = args[:n_arrays], args[n_arrays:]
-    forward = getattr(fast, f"{name}_forward")
-
-    def fwd(*a):
-        if name.startswith("batchnorm"):  # fresh running statistics: the check must not drift them
-            return forward(*a, *(np.copy(r) for r in rest), **kwargs)
-        return forward(*a, *rest, **kwargs)
-
-    report = check_gradients(fwd, getattr(fast, f"{name}_backward"), list(arrays))
-    assert report.passed, str(report)
+def test_selfcheck_covers_every_op():
+    ops = {c.op for c in CASES}
+    stems = {n.rsplit("_", 1)[0] for n in fast.__all__ if n.endswith("_forward")}
+    assert ops == stems
+    table = selfcheck.format_results(selfcheck.run(seed=1))
+    assert table.count("PASS") == len(ops) and "FAIL" not in table
 
 
 def test_reexported_from_package():

@@ -1,0 +1,1 @@
+"""autograder: release assignments and grade a class; the `cnnkit` command line."""

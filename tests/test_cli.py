@@ -1,0 +1,49 @@
+"""The `cnnkit` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from autograder.cli import main
+from cnn_core import zoo
+
+
+def test_demo_checks_every_op_and_exits_zero(capsys):
+    assert main(["demo", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 13 and "FAIL" not in out
+    assert "60,840" in out  # LeNet-5's parameter count in the summary table
+    assert "all 13 ops pass" in out
+
+
+def test_demo_exits_nonzero_when_an_op_is_wrong(monkeypatch, capsys):
+    from cnn_core import functional
+
+    right = functional.relu_backward
+    monkeypatch.setattr(functional, "relu_backward", lambda dout, cache: 2 * right(dout, cache))
+    assert main(["demo"]) == 1
+    assert "FAILED: relu" in capsys.readouterr().out
+
+
+def test_zoo_lists_names_and_prints_tables(capsys):
+    assert main(["zoo"]) == 0
+    assert capsys.readouterr().out.split() == list(zoo.NAMES)
+    assert main(["zoo", "vgg16"]) == 0
+    assert "138,357,544" in capsys.readouterr().out
+
+
+def test_zoo_unknown_name_is_a_clear_error(capsys):
+    assert main(["zoo", "lenet6"]) == 2
+    err = capsys.readouterr().err
+    assert "lenet6" in err and "resnet50" in err
+
+
+def test_console_script_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder.cli", "zoo", "lenet5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "C3" in done.stdout and "1,516" in done.stdout
