@@ -34,25 +34,27 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     dx[n, c, y*sh + i - ph, z*sw + j - pw]; positions in the zero padding are dropped.
     """
     p = oh * ow
-    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
-    for plane in range(n * c):
-        ni = plane // c
-        ci = plane % c
-        base = ni * p
+    dx = np.zeros(n * c * h * w, dtype=cols.dtype)
+    flat = cols.reshape(-1)  # flat indices: no per-row views in the innermost loops
+    for k in range(n * c):
+        ci = k // n  # channel-major: each row of cols is read front to back, image by image
+        ni = k % n
+        plane = ni * c + ci
         for i in range(kh):
             y0, y1 = _valid_range(oh, h, i - ph, sh)
             for j in range(kw):
                 z0, z1 = _valid_range(ow, w, j - pw, sw)
-                r = (ci * kh + i) * kw + j
+                src = ((ci * kh + i) * kw + j) * (n * p) + ni * p
                 for y in range(y0, y1):
-                    iy = y * sh + i - ph
-                    row = base + y * ow
-                    if sw == 1:
-                        dx[ni, ci, iy, z0 + j - pw : z1 + j - pw] += cols[r, row + z0 : row + z1]
+                    dst = (plane * h + y * sh + i - ph) * w + j - pw
+                    row = src + y * ow
+                    if sw == 1:  # unit stride vectorises
+                        for z in range(z0, z1):
+                            dx[dst + z] += flat[row + z]
                     else:
                         for z in range(z0, z1):
-                            dx[ni, ci, iy, z * sw + j - pw] += cols[r, row + z]
-    return dx
+                            dx[dst + z * sw] += flat[row + z]
+    return dx.reshape((n, c, h, w))
 
 
 @njit(**_JIT)
