@@ -70,6 +70,107 @@ def zoo_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def train(args: argparse.Namespace) -> int:
+    """Train a named architecture and write history.json and curves.png into --out."""
+    from pathlib import Path
+
+    from cnn_core import nn, optim
+    from cnn_core.data import Augmentation, load_dataset
+    from cnn_core.plot import plot_history
+    from cnn_core.train import fit
+
+    out = Path(args.out)
+    targets = [out / "history.json", out / "curves.png", out / "model.npz"]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not args.force:
+        print(
+            f"cnnkit train: {', '.join(existing)} exist; pass --force to replace them",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        data = load_dataset(args.data, args.data_dir)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"cnnkit train: {err}", file=sys.stderr)
+        return 2
+    model = nn.build(args.arch, rng=np.random.default_rng(args.seed))
+    opt_args = {"lr": args.lr, "weight_decay": args.weight_decay}
+    optimizer = optim.make_optimizer(model.parameters(), args.optimizer, **opt_args)
+    schedule = optim.make_schedule(optimizer, args.schedule, **_schedule_args(args))
+    augmentation = Augmentation(
+        crop_padding=args.crop_padding, flip=args.flip, jitter=args.jitter, degrees=args.degrees
+    )
+    print(
+        f"training {args.arch} ({model.n_params():,} parameters) on {data.name} "
+        f"({len(data.y_train):,} training images) for {args.epochs} epochs"
+    )
+    history = fit(
+        model,
+        data,
+        optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        schedule=schedule,
+        augmentation=augmentation,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        architecture=args.arch,
+        progress=not args.quiet,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    history.save(targets[0], overwrite=True)
+    plot_history(history).savefig(targets[1], dpi=120)
+    model.save(targets[2], overwrite=True)
+    test = history.test or {}
+    print(
+        f"validation accuracy {history.val_accuracy[-1]:.4f}, test accuracy "
+        f"{test.get('accuracy', float('nan')):.4f}, {history.wall_time[-1]:.1f} s"
+    )
+    print(f"wrote {', '.join(map(str, targets))}")
+    return 0
+
+
+def _schedule_args(args: argparse.Namespace) -> dict:
+    """Keyword arguments of the chosen schedule from the command line."""
+    if args.schedule == "step":
+        return {"step_size": args.step_size, "gamma": args.gamma}
+    if args.schedule == "cosine":
+        return {"t_max": args.epochs}
+    if args.schedule == "plateau":
+        return {"factor": args.gamma, "patience": 2}
+    return {}
+
+
+def _add_train_parser(sub) -> None:
+    from cnn_core.data import DATASET_NAMES
+    from cnn_core.nn import ARCHITECTURES
+
+    p = sub.add_parser("train", help="train a CNN on Fashion-MNIST and write history.json")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="lenet")
+    p.add_argument("--data", choices=DATASET_NAMES, default="fashion-mnist-subset")
+    p.add_argument("--data-dir", help="folder of the full Fashion-MNIST IDX files")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], default="momentum"
+    )
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["step", "cosine", "plateau"])
+    p.add_argument("--step-size", type=int, default=5, help="epochs between step decays")
+    p.add_argument("--gamma", type=float, default=0.1, help="decay factor of step/plateau")
+    p.add_argument("--crop-padding", type=int, default=0, help="random crop with this padding")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips")
+    p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter")
+    p.add_argument("--degrees", type=float, default=0.0, help="random rotation range")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="run", help="folder for history.json, curves.png, model.npz")
+    p.add_argument("--force", action="store_true", help="replace files already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="CNN course kit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="e.g. lenet5, alexnet, vgg16, resnet50")
     p.add_argument("--expand", action="store_true", help="list the layers inside each block")
     p.set_defaults(func=zoo_table)
+    _add_train_parser(sub)
     return parser
 
 
