@@ -22,6 +22,7 @@ __all__ = [
     "conv1d_backward",
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_backward_weights",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -104,7 +105,7 @@ def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
     return out, cache
 
 
-def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int):
+def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int, input_grad: bool = True):
     n, f, oh, ow = cache.out_shape
     dout = _checks.dout_like(
         op, dout, cache.out_shape if spatial == 2 else (n, f, ow), cache.cols.dtype
@@ -114,6 +115,8 @@ def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int):
     ds = np.ascontiguousarray(dout.reshape(n, f, oh * ow).transpose(1, 0, 2)).reshape(f, -1)
     dw = (ds @ cache.cols.T).reshape(w.shape)  # dW = dS . X_col^T
     db = ds.sum(axis=1)
+    if not input_grad:
+        return dw, db
     dcols = np.ascontiguousarray(w).reshape(f, -1).T @ ds  # W^T . dS, folded back below
     _, _, h, wd = cache.x_shape
     dx = _kernels().col2im(dcols, n, c, h, wd, kh, kw, *cache.stride, *cache.padding, oh, ow)
@@ -134,6 +137,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, paddin
 def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     """Gradients of a 2D convolution. dout: (N, F, OH, OW). Returns dx (N, C, H, W), dw, db."""
     return _conv2d_backward("conv2d_backward", dout, cache, 2)
+
+
+def conv2d_backward_weights(dout: np.ndarray, cache: ConvCache):
+    """dw and db of a 2D convolution without dx: for a first layer, whose input needs no gradient
+    (this skips the product W^T . dS and col2im, about half of the backward pass)."""
+    return _conv2d_backward("conv2d_backward_weights", dout, cache, 2, input_grad=False)
 
 
 def conv1d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0):
@@ -259,20 +268,24 @@ def relu_forward(x: np.ndarray):
 def relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
     """Gradient of ReLU: dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
     dout = _act_dout("relu_backward", dout, cache)
-    return np.where(cache.x > 0, dout, 0).astype(dout.dtype, copy=False)
+    return dout * (cache.x > 0)  # a product with the mask: many times faster than np.where
+
+
+def _leaky_slope(x: np.ndarray, alpha: float) -> np.ndarray:
+    """1 where x > 0, alpha elsewhere, in x's dtype (arithmetic on the mask beats np.where)."""
+    a = x.dtype.type(alpha)
+    return (x > 0) * (1 - a) + a
 
 
 def leaky_relu_forward(x: np.ndarray, alpha: float = 0.01):
     """Leaky ReLU: x if x > 0 else alpha * x. Returns out (x's shape) and a cache."""
-    return _act_forward(
-        "leaky_relu_forward", x, lambda v: np.where(v > 0, v, v * v.dtype.type(alpha)), alpha
-    )
+    return _act_forward("leaky_relu_forward", x, lambda v: v * _leaky_slope(v, alpha), alpha)
 
 
 def leaky_relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
     """Gradient of leaky ReLU: dout where x > 0, alpha * dout elsewhere."""
     dout = _act_dout("leaky_relu_backward", dout, cache)
-    return np.where(cache.x > 0, dout, dout * dout.dtype.type(cache.alpha))
+    return dout * _leaky_slope(cache.x, cache.alpha)
 
 
 def elu_forward(x: np.ndarray, alpha: float = 1.0):

@@ -203,6 +203,13 @@ class Module:
         """dx for dout (the output's shape); adds the parameters' gradients into their .grad."""
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
+    def backward_params(self, dout: np.ndarray) -> None:
+        """Only the parameters' gradients, for a model whose input needs none (as in training).
+
+        The same as `backward` but for its result; layers that can skip computing dx do.
+        """
+        self.backward(dout)
+
     def output_shape(self, input_shape: Shape) -> Shape:
         """The output shape of one example of `input_shape`, both without the batch axis."""
         raise NotImplementedError(f"{type(self).__name__} does not define output_shape")
@@ -442,6 +449,9 @@ class Conv2d(_Affine):
         dx, dw, db = F.conv2d_backward(dout, self._saved())
         self._accumulate(dw, db)
         return dx
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        self._accumulate(*F.conv2d_backward_weights(dout, self._saved()))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         shape = _chw("Conv2d", input_shape, self.in_channels)
@@ -824,6 +834,13 @@ class Sequential(Module):
         for m in reversed(self._children.values()):
             dout = m.backward(dout)
         return dout
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        children = list(self._children.values())
+        for m in reversed(children[1:]):
+            dout = m.backward(dout)
+        if children:
+            children[0].backward_params(dout)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self._summary_rows("", tuple(input_shape))[1]

@@ -272,7 +272,7 @@ class _Run:
         self.optimizer.zero_grad()
         scores = self.model(xb)
         loss, dscores = softmax_cross_entropy(scores, yb)
-        self.model.backward(dscores)
+        self.model.backward_params(dscores)  # the images need no gradient
         self.optimizer.step()
         self.iteration += 1
         self.history.train_loss.append(loss)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as tf
 
 from cnn_core import arith, nn
+from cnn_core import functional as F
 from cnn_core.functional import softmax_cross_entropy
 from cnn_core.gradcheck import check_gradients
 
@@ -678,3 +679,29 @@ def test_sequential_container_protocol_and_error_context():
         model(np.zeros((1, 3, 28, 28), np.float32))
     with pytest.raises(ValueError, match=r"layer 7 \(Linear\): linear_forward"):
         model(np.zeros((1, 1, 32, 32), np.float32))
+
+
+@pytest.mark.parametrize("arch", ["lenet", "small_vgg", "bench_cnn"])
+def test_backward_params_gives_the_same_parameter_gradients(arch):
+    """Training skips the input gradient; the parameter gradients must not change."""
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28))
+    grads = []
+    for method in ("backward", "backward_params"):
+        model = nn.build(arch, rng=3, dtype=np.float64)
+        out = model(x)
+        result = getattr(model, method)(np.ones_like(out))
+        assert (result is None) == (method == "backward_params")
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for full, only in zip(*grads, strict=True):
+        np.testing.assert_array_equal(full, only)
+
+
+def test_conv2d_backward_weights_matches_the_full_backward():
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2)), np.zeros(4)
+    out, cache = F.conv2d_forward(x, w, b, stride=2, padding=1)
+    dout = rng.standard_normal(out.shape)
+    _, dw, db = F.conv2d_backward(dout, cache)
+    dw2, db2 = F.conv2d_backward_weights(dout, cache)
+    np.testing.assert_array_equal(dw, dw2)
+    np.testing.assert_array_equal(db, db2)
