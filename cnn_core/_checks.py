@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from cnn_core._args import integers as as_tuple
 from cnn_core.arith import conv_output_size
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -41,26 +42,6 @@ def as_float(op: str, name: str, a, ndim: int | None = None, layout: str = "") -
 def same_dtype(dtype: np.dtype, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Cast `arrays` to `dtype` (no copy when they already have it): outputs keep the input's dtype."""
     return tuple(a.astype(dtype, copy=False) for a in arrays)
-
-
-def _int(op: str, name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-    return int(v)
-
-
-def as_tuple(op: str, name: str, v, n: int = 2, minimum: int = 1) -> tuple[int, ...]:
-    """Normalise an int or an n-sequence of ints to an n-tuple, each at least `minimum`."""
-    if isinstance(v, (tuple, list)):
-        if len(v) != n:
-            raise ValueError(f"{op}: {name} must be an int or {n} ints, got {tuple(v)!r}")
-        vals = tuple(_int(op, name, x) for x in v)
-    else:
-        vals = (_int(op, name, v),) * n
-    if any(x < minimum for x in vals):
-        kind = "positive" if minimum == 1 else f"at least {minimum}"
-        raise ValueError(f"{op}: {name} must be {kind}, got {v!r}")
-    return vals
 
 
 def window_output(

@@ -8,11 +8,12 @@ Functions check their arguments and raise ValueError naming the argument and its
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike
+
+from cnn_core._args import integer, integers
 
 IntOrPair = int | tuple[int, int]
 
@@ -25,40 +26,20 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> 
     return (n + 2 * padding - kernel) // stride + 1
 
 
-def _int(op: str, name: str, v, minimum: int) -> int:
-    """`v` as an int of at least `minimum`, or raise naming `op` and `name`."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {v!r}")
-    if v < minimum:
-        kind = "positive" if minimum == 1 else f"at least {minimum}"
-        raise ValueError(f"{op}: {name} must be {kind}, got {v!r}")
-    return int(v)
-
-
-def _pair(op: str, name: str, v, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints as a pair (height, width), each at least `minimum`."""
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{op}: {name} must be an int or 2 ints, got {tuple(v)!r}")
-        return _int(op, name, v[0], minimum), _int(op, name, v[1], minimum)
-    v = _int(op, name, v, minimum)
-    return v, v
-
-
 def _chw(op: str, input_shape) -> tuple[int, int, int]:
     """Check an input shape (C, H, W) of positive ints."""
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
         raise ValueError(f"{op}: input_shape must be (C, H, W), got {input_shape!r}")
-    c, h, w = (_int(op, "input_shape", v, 1) for v in input_shape)
+    c, h, w = (integer(op, "input_shape", v, 1) for v in input_shape)
     return c, h, w
 
 
 def _window(op: str, input_shape, kernel_size, stride, padding) -> tuple[int, int, int]:
     """(C, OH, OW) of a 2D window sliding over `input_shape`; raise if the kernel does not fit."""
     c, h, w = _chw(op, input_shape)
-    kernel = _pair(op, "kernel_size", kernel_size, 1)
-    stride = _pair(op, "stride", stride, 1)
-    padding = _pair(op, "padding", padding, 0)
+    kernel = integers(op, "kernel_size", kernel_size, 2, 1)
+    stride = integers(op, "stride", stride, 2, 1)
+    padding = integers(op, "padding", padding, 2, 0)
     padded = (h + 2 * padding[0], w + 2 * padding[1])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(
@@ -72,7 +53,7 @@ def _window(op: str, input_shape, kernel_size, stride, padding) -> tuple[int, in
 
 def _groups(op: str, in_channels: int, out_channels: int, groups) -> int:
     """Check that `groups` divides both channel counts."""
-    groups = _int(op, "groups", groups, 1)
+    groups = integer(op, "groups", groups, 1)
     if in_channels % groups or out_channels % groups:
         raise ValueError(
             f"{op}: groups={groups} must divide in_channels={in_channels} "
@@ -94,7 +75,7 @@ def conv2d_output_shape(
     int (same on both axes) or a pair (height, width).
     """
     op = "conv2d_output_shape"
-    out_channels = _int(op, "out_channels", out_channels, 1)
+    out_channels = integer(op, "out_channels", out_channels, 1)
     _, oh, ow = _window(op, input_shape, kernel_size, stride, padding)
     return out_channels, oh, ow
 
@@ -125,7 +106,7 @@ def im2col_shape(
     Each column holds one receptive field; a convolution is then W_row (F, C*KH*KW) @ X_col.
     """
     c, oh, ow = _window("im2col_shape", input_shape, kernel_size, stride, padding)
-    kh, kw = _pair("im2col_shape", "kernel_size", kernel_size, 1)
+    kh, kw = integers("im2col_shape", "kernel_size", kernel_size, 2, 1)
     return c * kh * kw, oh * ow
 
 
@@ -141,9 +122,9 @@ def conv_params(
     The + 1 is the bias, dropped when bias=False. With groups=g each filter sees C_in / g channels.
     """
     op = "conv_params"
-    c_in = _int(op, "in_channels", in_channels, 1)
-    c_out = _int(op, "out_channels", out_channels, 1)
-    kh, kw = _pair(op, "kernel_size", kernel_size, 1)
+    c_in = integer(op, "in_channels", in_channels, 1)
+    c_out = integer(op, "out_channels", out_channels, 1)
+    kh, kw = integers(op, "kernel_size", kernel_size, 2, 1)
     g = _groups(op, c_in, c_out, groups)
     return (kh * kw * c_in // g + int(bias)) * c_out
 
@@ -166,21 +147,21 @@ def conv_macs(
     c_out, oh, ow = conv2d_output_shape(input_shape, out_channels, kernel_size, stride, padding)
     c_in = input_shape[0]
     g = _groups(op, c_in, c_out, groups)
-    kh, kw = _pair(op, "kernel_size", kernel_size, 1)
+    kh, kw = integers(op, "kernel_size", kernel_size, 2, 1)
     return c_out * oh * ow * (c_in // g) * kh * kw
 
 
 def linear_params(in_features: int, out_features: int, bias: bool = True) -> int:
     """Trainable parameters of a fully connected layer with D inputs and M outputs: (D + 1) * M."""
-    d = _int("linear_params", "in_features", in_features, 1)
-    m = _int("linear_params", "out_features", out_features, 1)
+    d = integer("linear_params", "in_features", in_features, 1)
+    m = integer("linear_params", "out_features", out_features, 1)
     return (d + int(bias)) * m
 
 
 def linear_macs(in_features: int, out_features: int) -> int:
     """Multiply-adds of a fully connected layer for one example: D * M (biases not counted)."""
-    d = _int("linear_macs", "in_features", in_features, 1)
-    m = _int("linear_macs", "out_features", out_features, 1)
+    d = integer("linear_macs", "in_features", in_features, 1)
+    m = integer("linear_macs", "out_features", out_features, 1)
     return d * m
 
 
@@ -189,18 +170,19 @@ def batchnorm_params(channels: int) -> int:
 
     The running mean and variance are buffers, not parameters.
     """
-    return 2 * _int("batchnorm_params", "channels", channels, 1)
+    return 2 * integer("batchnorm_params", "channels", channels, 1)
 
 
 def activation_count(shape: Sequence[int]) -> int:
     """Number of values in one example's activation of shape e.g. (C, H, W) or (D,)."""
-    return math.prod(_int("activation_count", "shape", v, 1) for v in shape)
+    return math.prod(integer("activation_count", "shape", v, 1) for v in shape)
 
 
-def activation_bytes(shape: Sequence[int], dtype: DTypeLike = np.float32,
-                     batch_size: int = 1) -> int:
+def activation_bytes(
+    shape: Sequence[int], dtype: DTypeLike = np.float32, batch_size: int = 1
+) -> int:
     """Memory in bytes of a batch of activations: batch_size * prod(shape) * itemsize of dtype."""
-    n = _int("activation_bytes", "batch_size", batch_size, 1)
+    n = integer("activation_bytes", "batch_size", batch_size, 1)
     return n * activation_count(shape) * np.dtype(dtype).itemsize
 
 
@@ -214,8 +196,8 @@ def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
     for i, layer in enumerate(layers):
         if not isinstance(layer, (tuple, list)) or len(layer) != 2:
             raise ValueError(f"receptive_field: layer {i} must be (kernel, stride), got {layer!r}")
-        kernel = _int("receptive_field", f"kernel of layer {i}", layer[0], 1)
-        stride = _int("receptive_field", f"stride of layer {i}", layer[1], 1)
+        kernel = integer("receptive_field", f"kernel of layer {i}", layer[0], 1)
+        stride = integer("receptive_field", f"stride of layer {i}", layer[1], 1)
         field += (kernel - 1) * jump
         jump *= stride
     return field

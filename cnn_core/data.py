@@ -37,6 +37,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnn_core import _checks
+from cnn_core._args import integer, number
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -329,15 +330,6 @@ def load_dataset(
 # --------------------------------------------------------------------------- splits and batches
 
 
-def _positive_int(op: str, name: str, v, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {v!r}")
-    if v < minimum:
-        kind = "positive" if minimum == 1 else f"at least {minimum}"
-        raise ValueError(f"{op}: {name} must be {kind}, got {v}")
-    return int(v)
-
-
 def _examples(op: str, x, y, labels: bool) -> tuple[np.ndarray, np.ndarray]:
     """x (N, ...) and y (N,) as arrays; with `labels`, y must hold integers."""
     x, y = np.asarray(x), np.asarray(y)
@@ -383,8 +375,8 @@ def train_val_split(x, y, val_fraction: float = 0.1, rng=0):
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     """Mini-batches in one epoch of n examples: ceil(n / batch_size), or floor with drop_last."""
-    n = _positive_int("num_batches", "n", n, minimum=0)
-    batch_size = _positive_int("num_batches", "batch_size", batch_size)
+    n = integer("num_batches", "n", n, minimum=0)
+    batch_size = integer("num_batches", "batch_size", batch_size)
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
@@ -401,7 +393,7 @@ def batches(
     """
     op = "batches"
     x, y = _examples(op, x, y, labels=False)
-    batch_size = _positive_int(op, "batch_size", batch_size)
+    batch_size = integer(op, "batch_size", batch_size)
     count = num_batches(len(y), batch_size, drop_last)
     order = _checks.as_rng(op, rng).permutation(len(y)) if shuffle else np.arange(len(y))
     return _batches(x, y, order, batch_size, count)
@@ -509,16 +501,8 @@ def _augment_args(op: str, x, rng) -> tuple[np.ndarray, np.random.Generator]:
     return x, _checks.as_rng(op, rng)
 
 
-def _real(op: str, name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a number, got {v!r}")
-    if not math.isfinite(v):
-        raise ValueError(f"{op}: {name} must be finite, got {v!r}")
-    return float(v)
-
-
 def _nonnegative(op: str, name: str, v) -> float:
-    v = _real(op, name, v)
+    v = number(op, name, v)
     if v < 0:
         raise ValueError(f"{op}: {name} must be non-negative, got {v!r}")
     return v
@@ -528,7 +512,7 @@ def _interval(op: str, name: str, v, positive: bool = False) -> tuple[float, flo
     """A pair (lo, hi) with lo <= hi (and lo > 0 if `positive`)."""
     if not isinstance(v, (tuple, list)) or len(v) != 2:
         raise ValueError(f"{op}: {name} must be a pair (low, high), got {v!r}")
-    lo, hi = (_nonnegative(op, name, a) if positive else _real(op, name, a) for a in v)
+    lo, hi = (_nonnegative(op, name, a) if positive else number(op, name, a) for a in v)
     if lo > hi or (positive and lo == 0):
         kind = "0 < low <= high" if positive else "low <= high"
         raise ValueError(f"{op}: {name} must have {kind}, got {v!r}")
@@ -545,7 +529,7 @@ def random_crop(x: np.ndarray, rng, padding: int = 2) -> np.ndarray:
     """
     op = "random_crop"
     x, rng = _augment_args(op, x, rng)
-    p = _positive_int(op, "padding", padding, minimum=0)
+    p = integer(op, "padding", padding, minimum=0)
     n, _, h, w = x.shape
     dy, dx = rng.integers(0, 2 * p + 1, size=(2, n))
     padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
@@ -674,7 +658,7 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         op = "Augmentation"
-        padding = _positive_int(op, "crop_padding", self.crop_padding, minimum=0)
+        padding = integer(op, "crop_padding", self.crop_padding, minimum=0)
         object.__setattr__(self, "crop_padding", padding)
         if not isinstance(self.flip, bool):
             raise TypeError(f"{op}: flip must be True or False, got {self.flip!r}")

@@ -306,8 +306,7 @@ def _run_forward(forward, arrays: list[np.ndarray]) -> tuple[np.ndarray, object]
     result = forward(*arrays)
     if not isinstance(result, tuple) or len(result) != 2:
         raise TypeError(
-            "check_gradients: forward must return a pair (out, cache), "
-            f"got {type(result).__name__}"
+            f"check_gradients: forward must return a pair (out, cache), got {type(result).__name__}"
         )
     return _as_float64("check_gradients: forward", result[0]), result[1]
 

@@ -47,8 +47,9 @@ def _cast(dtype: np.dtype, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 # ----------------------------------------------------------------------------------------------
 
 
-def conv1d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1,
-                   padding=0) -> tuple[np.ndarray, Cache]:
+def conv1d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0
+) -> tuple[np.ndarray, Cache]:
     """1D convolution (cross-correlation) of x with F filters.
 
     x: (N, C, L) input; w: (F, C, K) filters; b: (F,) biases;
@@ -89,12 +90,13 @@ def conv1d_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndar
             dx_pad[n, :, i * S + k] += w[f, :, k] * dout[n, f, i]
             dw[f, :, k] += x_pad[n, :, i * S + k] * dout[n, f, i]
     db = dout.sum(axis=(0, 2))
-    dx = dx_pad[:, :, P:L_pad - P]  # the padded zeros are constants: drop their gradient
+    dx = dx_pad[:, :, P : L_pad - P]  # the padded zeros are constants: drop their gradient
     return _cast(dtype, dx, dw, db)
 
 
-def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1,
-                   padding=0) -> tuple[np.ndarray, Cache]:
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0
+) -> tuple[np.ndarray, Cache]:
     """2D convolution (cross-correlation) of x with F filters.
 
     x: (N, C, H, W) input; w: (F, C, KH, KW) filters; b: (F,) biases;
@@ -138,7 +140,7 @@ def conv2d_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndar
             dx_pad[n, :, r, s] += w[f, :, ki, kj] * dout[n, f, i, j]
             dw[f, :, ki, kj] += x_pad[n, :, r, s] * dout[n, f, i, j]
     db = dout.sum(axis=(0, 2, 3))
-    dx = dx_pad[:, :, PH:H_pad - PH, PW:W_pad - PW]  # the padded zeros are constants
+    dx = dx_pad[:, :, PH : H_pad - PH, PW : W_pad - PW]  # the padded zeros are constants
     return _cast(dtype, dx, dw, db)
 
 
@@ -173,7 +175,7 @@ def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None) -> tuple[np.ndarr
     x64 = _f64(x)
     out = np.zeros((N, C, OH, OW))
     for n, c, i, j in np.ndindex(N, C, OH, OW):
-        out[n, c, i, j] = x64[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW].max()
+        out[n, c, i, j] = x64[n, c, i * SH : i * SH + KH, j * SW : j * SW + KW].max()
     return out.astype(x.dtype), (x64, (KH, KW), (SH, SW), x.dtype)
 
 
@@ -190,7 +192,7 @@ def maxpool2d_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     dout = dout_like("maxpool2d_backward", dout, (N, C, OH, OW), np.float64)
     dx = np.zeros_like(x)
     for n, c, i, j in np.ndindex(N, C, OH, OW):
-        ki, kj = _first_argmax(x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW])
+        ki, kj = _first_argmax(x[n, c, i * SH : i * SH + KH, j * SW : j * SW + KW])
         dx[n, c, i * SH + ki, j * SW + kj] += dout[n, c, i, j]
     return dx.astype(dtype)
 
@@ -209,7 +211,7 @@ def avgpool2d_forward(x: np.ndarray, kernel_size, stride=None) -> tuple[np.ndarr
     x64 = _f64(x)
     out = np.zeros((N, C, OH, OW))
     for n, c, i, j in np.ndindex(N, C, OH, OW):
-        out[n, c, i, j] = x64[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW].mean()
+        out[n, c, i, j] = x64[n, c, i * SH : i * SH + KH, j * SW : j * SW + KW].mean()
     return out.astype(x.dtype), (x.shape, (KH, KW), (SH, SW), x.dtype)
 
 
@@ -224,7 +226,7 @@ def avgpool2d_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     dout = dout_like("avgpool2d_backward", dout, (N, C, OH, OW), np.float64)
     dx = np.zeros((N, C, H, W))
     for n, c, i, j in np.ndindex(N, C, OH, OW):
-        dx[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW] += dout[n, c, i, j] / (KH * KW)
+        dx[n, c, i * SH : i * SH + KH, j * SW : j * SW + KW] += dout[n, c, i, j] / (KH * KW)
     return dx.astype(dtype)
 
 
@@ -233,8 +235,9 @@ def avgpool2d_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def dropout_forward(x: np.ndarray, p: float, train: bool = True,
-                    rng=None) -> tuple[np.ndarray, Cache]:
+def dropout_forward(
+    x: np.ndarray, p: float, train: bool = True, rng=None
+) -> tuple[np.ndarray, Cache]:
     """Inverted dropout.
 
     x: any shape; p: probability of DROPPING a unit, in [0, 1); train: False makes the layer the
@@ -418,9 +421,16 @@ def _batchnorm_rows_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                      running_mean: np.ndarray, running_var: np.ndarray, train: bool = True,
-                      momentum: float = 0.9, eps: float = 1e-5) -> tuple[np.ndarray, Cache]:
+def batchnorm_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    train: bool = True,
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, Cache]:
     """Batch normalisation of features.
 
     x: (N, D); gamma, beta: (D,) scale and shift; running_mean, running_var: (D,) float arrays.
@@ -433,8 +443,9 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     x, gamma, beta = batchnorm_args(op, x, gamma, beta, running_mean, running_var, momentum, eps, 2)
     if train:
         batchnorm_train_count(op, x)
-    out, rows = _batchnorm_rows(_f64(x), _f64(gamma), _f64(beta), running_mean, running_var,
-                                train, momentum, eps)
+    out, rows = _batchnorm_rows(
+        _f64(x), _f64(gamma), _f64(beta), running_mean, running_var, train, momentum, eps
+    )
     return out.astype(x.dtype), (rows, x.shape, x.dtype)
 
 
@@ -449,9 +460,16 @@ def batchnorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.n
     return _cast(dtype, *_batchnorm_rows_backward(dout, rows))
 
 
-def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                        running_mean: np.ndarray, running_var: np.ndarray, train: bool = True,
-                        momentum: float = 0.9, eps: float = 1e-5) -> tuple[np.ndarray, Cache]:
+def batchnorm2d_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    train: bool = True,
+    momentum: float = 0.9,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, Cache]:
     """Spatial batch normalisation: one mean and variance per channel, over N, H and W.
 
     x: (N, C, H, W); gamma, beta, running_mean, running_var: (C,). Same rules as
@@ -465,14 +483,16 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         batchnorm_train_count(op, x)
     N, C, H, W = x.shape
     x_rows = _f64(x).transpose(0, 2, 3, 1).reshape(-1, C)
-    out, rows = _batchnorm_rows(x_rows, _f64(gamma), _f64(beta), running_mean, running_var,
-                                train, momentum, eps)
+    out, rows = _batchnorm_rows(
+        x_rows, _f64(gamma), _f64(beta), running_mean, running_var, train, momentum, eps
+    )
     out = out.reshape(N, H, W, C).transpose(0, 3, 1, 2)
     return out.astype(x.dtype), (rows, x.shape, x.dtype)
 
 
-def batchnorm2d_backward(dout: np.ndarray,
-                         cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm2d_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward pass of batchnorm2d_forward.
 
     dout: (N, C, H, W); cache: from batchnorm2d_forward.

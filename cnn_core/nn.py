@@ -30,6 +30,7 @@ from numpy.typing import DTypeLike
 from cnn_core import _checks, arith
 from cnn_core import functional as F
 from cnn_core import init as _init
+from cnn_core._args import integer, number
 
 Shape = tuple[int, ...]
 Rng = np.random.Generator | int | None
@@ -67,28 +68,11 @@ __all__ = [
 # --------------------------------------------------------------------------- argument checks
 
 
-def _positive_int(op: str, name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {v!r}")
-    if v < 1:
-        raise ValueError(f"{op}: {name} must be positive, got {v!r}")
-    return int(v)
-
-
-def _real(op: str, name: str, v, low: float = -math.inf, high: float = math.inf) -> float:
-    """`v` as a float in [low, high], or raise naming `op` and `name`."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a number, got {v!r}")
-    if not low <= v <= high:
-        raise ValueError(f"{op}: {name} must be in [{low}, {high}], got {v!r}")
-    return float(v)
-
-
 def _example_shape(op: str, shape) -> Shape:
     """A per-example shape such as (C, H, W) or (D,): a tuple of positive ints."""
     if not isinstance(shape, (tuple, list)) or not shape:
         raise ValueError(f"{op}: input_shape must be a tuple such as (C, H, W), got {shape!r}")
-    return tuple(_positive_int(op, "input_shape", d) for d in shape)
+    return tuple(integer(op, "input_shape", d) for d in shape)
 
 
 def _chw(op: str, shape: Shape, channels: int | None = None) -> Shape:
@@ -430,8 +414,8 @@ class Conv2d(_Affine):
     ) -> None:
         super().__init__()
         op = "Conv2d"
-        self.in_channels = _positive_int(op, "in_channels", in_channels)
-        self.out_channels = _positive_int(op, "out_channels", out_channels)
+        self.in_channels = integer(op, "in_channels", in_channels)
+        self.out_channels = integer(op, "out_channels", out_channels)
         self.kernel_size = _checks.as_tuple(op, "kernel_size", kernel_size)
         self.stride = _checks.as_tuple(op, "stride", stride)
         self.padding = _checks.as_tuple(op, "padding", padding, 2, 0)
@@ -485,8 +469,8 @@ class Linear(_Affine):
     ) -> None:
         super().__init__()
         op = "Linear"
-        self.in_features = _positive_int(op, "in_features", in_features)
-        self.out_features = _positive_int(op, "out_features", out_features)
+        self.in_features = integer(op, "in_features", in_features)
+        self.out_features = integer(op, "out_features", out_features)
         shape = (self.in_features, self.out_features)
         self.weight = self._add_parameter("weight", _weight(op, init, shape, rng, dtype))
         zeros = _init.zeros((self.out_features,), dtype=dtype)
@@ -529,11 +513,11 @@ class _BatchNorm(Module):
     ) -> None:
         super().__init__()
         op = type(self).__name__
-        self.num_features = _positive_int(op, "num_features", num_features)
-        self.eps = _real(op, "eps", eps)
+        self.num_features = integer(op, "num_features", num_features)
+        self.eps = number(op, "eps", eps)
         if self.eps <= 0:
             raise ValueError(f"{op}: eps must be positive, got {eps!r}")
-        self.momentum = _real(op, "momentum", momentum, 0.0, 1.0)
+        self.momentum = number(op, "momentum", momentum, 0.0, 1.0)
         shape = (self.num_features,)
         self.weight = self._add_parameter("weight", _init.ones(shape, dtype=dtype), decay=False)
         self.bias = self._add_parameter("bias", _init.zeros(shape, dtype=dtype), decay=False)
@@ -655,7 +639,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = _real("LeakyReLU", "negative_slope", negative_slope)
+        self.negative_slope = number("LeakyReLU", "negative_slope", negative_slope)
 
     def _op_kwargs(self) -> dict:
         return {"alpha": self.negative_slope}
@@ -672,7 +656,7 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = _real("ELU", "alpha", alpha)
+        self.alpha = number("ELU", "alpha", alpha)
 
     def _op_kwargs(self) -> dict:
         return {"alpha": self.alpha}

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from cnn_core._args import integer
 from cnn_core._checks import FLOAT_DTYPES
 
 __all__ = [
@@ -86,15 +87,6 @@ def _non_negative(op: str, name: str, value) -> float:
 
 def _fraction(op: str, name: str, value) -> float:
     return _number(op, name, value, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-def _count(op: str, name: str, value, minimum: int) -> int:
-    """`value` as an int of at least `minimum` (a number of epochs or steps)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{op}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_param(op: str, i: int, p) -> None:
@@ -262,7 +254,7 @@ class Optimizer(ABC):
         for key, a in buffers.items():
             a[...] = state[key]
         self.lr = _non_negative(op, "lr", float(state["lr"]))
-        self.t = _count(op, "t", int(state["t"]), 0)
+        self.t = integer(op, "t", int(state["t"]), 0)
 
     def __repr__(self) -> str:
         return _repr(self)
@@ -468,7 +460,7 @@ class StepLR(_EpochSchedule):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
         super().__init__(optimizer)
-        self.step_size = _count("StepLR", "step_size", step_size, 1)
+        self.step_size = integer("StepLR", "step_size", step_size, 1)
         self.gamma = _number("StepLR", "gamma", gamma, lambda g: 0 < g <= 1, "a number in (0, 1]")
 
     def lr_at(self, epoch: int) -> float:
@@ -488,7 +480,7 @@ class CosineAnnealingLR(_EpochSchedule):
 
     def __init__(self, optimizer: Optimizer, t_max: int, eta_min: float = 0.0):
         super().__init__(optimizer)
-        self.t_max = _count("CosineAnnealingLR", "t_max", t_max, 1)
+        self.t_max = integer("CosineAnnealingLR", "t_max", t_max, 1)
         self.eta_min = _non_negative("CosineAnnealingLR", "eta_min", eta_min)
         if self.eta_min > self.base_lr:
             raise ValueError(
@@ -530,7 +522,7 @@ class ReduceLROnPlateau(Schedule):
         super().__init__(optimizer)
         op = "ReduceLROnPlateau"
         self.factor = _number(op, "factor", factor, lambda f: 0 < f < 1, "a number in (0, 1)")
-        self.patience = _count(op, "patience", patience, 0)
+        self.patience = integer(op, "patience", patience, 0)
         self.threshold = _fraction(op, "threshold", threshold)
         self.min_lr = _non_negative(op, "min_lr", min_lr)
         self.best = math.inf
@@ -579,7 +571,7 @@ class EarlyStopping:
     _state = {"best": float, "best_epoch": int, "epochs": int, "bad_epochs": int}
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0):
-        self.patience = _count("EarlyStopping", "patience", patience, 1)
+        self.patience = integer("EarlyStopping", "patience", patience, 1)
         self.min_delta = _non_negative("EarlyStopping", "min_delta", min_delta)
         self.best = math.inf
         self.best_epoch = -1

@@ -89,13 +89,15 @@ class Conv:
     batchnorm: bool = False
 
     def walk(self, shape: Shape) -> tuple[list[Row], Shape]:
-        out = conv2d_output_shape(shape, self.out_channels, self.kernel_size, self.stride,
-                                  self.padding)
+        out = conv2d_output_shape(
+            shape, self.out_channels, self.kernel_size, self.stride, self.padding
+        )
         params = conv_params(shape[0], self.out_channels, self.kernel_size, self.bias, self.groups)
         if self.batchnorm:
             params += batchnorm_params(self.out_channels)
-        macs = conv_macs(shape, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.groups)
+        macs = conv_macs(
+            shape, self.out_channels, self.kernel_size, self.stride, self.padding, self.groups
+        )
         return [_row(self.name, "conv", out, params, macs, self.bias)], out
 
 
@@ -164,9 +166,7 @@ class PartialConv:
         out = conv2d_output_shape(shape, len(self.table), self.kernel_size)
         for j, inputs in enumerate(self.table):
             if not inputs or not all(0 <= i < shape[0] for i in inputs):
-                raise ValueError(
-                    f"table[{j}] = {inputs!r} must list input maps in [0, {shape[0]})"
-                )
+                raise ValueError(f"table[{j}] = {inputs!r} must list input maps in [0, {shape[0]})")
         # each output map is a one-filter convolution over its own subset of input maps
         params = sum(conv_params(len(t), 1, self.kernel_size) for t in self.table)
         macs = sum(conv_macs((len(t), *shape[1:]), 1, self.kernel_size) for t in self.table)
@@ -283,16 +283,33 @@ class Summary:
 
     def __str__(self) -> str:
         header = ("layer", "kind", "output", "params", "MACs", "activations")
-        body = [(r.name, r.kind, _shape_text(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
-                 f"{r.activations:,}") for r in self.layers]
-        total = ("total", "", "", f"{self.total_params:,}", f"{self.total_macs:,}",
-                 f"{self.total_activations:,}")
+        body = [
+            (
+                r.name,
+                r.kind,
+                _shape_text(r.output_shape),
+                f"{r.params:,}",
+                f"{r.macs:,}",
+                f"{r.activations:,}",
+            )
+            for r in self.layers
+        ]
+        total = (
+            "total",
+            "",
+            "",
+            f"{self.total_params:,}",
+            f"{self.total_macs:,}",
+            f"{self.total_activations:,}",
+        )
         widths = [max(len(cells[i]) for cells in (header, *body, total)) for i in range(6)]
 
         def line(cells: tuple[str, ...]) -> str:
             # text columns left-aligned, numbers right-aligned
-            return "  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+            return "  ".join(
+                c.ljust(w) if i < 3 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
 
         rule = "-" * len(line(header))
         title = f"{self.name}: input {_shape_text(self.input_shape)}, counts per example"
@@ -320,9 +337,21 @@ def summarize(network: Network, expand: bool = False) -> Summary:
 
 # LeNet-5's C3 connection table (LeCun et al. 1998, Table I): the S2 maps each C3 map reads.
 LENET5_C3_TABLE = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2),
+    (1, 2, 3),
+    (2, 3, 4),
+    (3, 4, 5),
+    (0, 4, 5),
+    (0, 1, 5),
+    (0, 1, 2, 3),
+    (1, 2, 3, 4),
+    (2, 3, 4, 5),
+    (0, 3, 4, 5),
+    (0, 1, 4, 5),
+    (0, 1, 2, 5),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
     (0, 1, 2, 3, 4, 5),
 )
 
@@ -335,15 +364,19 @@ def lenet5() -> Network:
     RBF units over F6's 84 values: 84 * 10 parameters, counted like a bias-free linear layer (one
     parameter and one subtract-square-accumulate per connection).
     """
-    return Network("lenet5", (1, 32, 32), (
-        Conv("C1", 6, 5),
-        Subsample("S2"),
-        PartialConv("C3", LENET5_C3_TABLE, 5),
-        Subsample("S4"),
-        Conv("C5", 120, 5),
-        Linear("F6", 84),
-        Linear("output", 10, bias=False),
-    ))
+    return Network(
+        "lenet5",
+        (1, 32, 32),
+        (
+            Conv("C1", 6, 5),
+            Subsample("S2"),
+            PartialConv("C3", LENET5_C3_TABLE, 5),
+            Subsample("S4"),
+            Conv("C5", 120, 5),
+            Linear("F6", 84),
+            Linear("output", 10, bias=False),
+        ),
+    )
 
 
 def alexnet() -> Network:
@@ -354,27 +387,51 @@ def alexnet() -> Network:
     not a whole number, while (227 - 11) / 4 + 1 = 55 gives the paper's 55x55x96 conv1 maps and
     every later shape. LRN, ReLU and dropout are left out: they have no parameters or MACs.
     """
-    return Network("alexnet", (3, 227, 227), (
-        Conv("conv1", 96, 11, stride=4),
-        Pool("pool1", 3, 2),
-        Conv("conv2", 256, 5, padding=2, groups=2),
-        Pool("pool2", 3, 2),
-        Conv("conv3", 384, 3, padding=1),
-        Conv("conv4", 384, 3, padding=1, groups=2),
-        Conv("conv5", 256, 3, padding=1, groups=2),
-        Pool("pool5", 3, 2),
-        Linear("fc6", 4096),
-        Linear("fc7", 4096),
-        Linear("fc8", 1000),
-    ))
+    return Network(
+        "alexnet",
+        (3, 227, 227),
+        (
+            Conv("conv1", 96, 11, stride=4),
+            Pool("pool1", 3, 2),
+            Conv("conv2", 256, 5, padding=2, groups=2),
+            Pool("pool2", 3, 2),
+            Conv("conv3", 384, 3, padding=1),
+            Conv("conv4", 384, 3, padding=1, groups=2),
+            Conv("conv5", 256, 3, padding=1, groups=2),
+            Pool("pool5", 3, 2),
+            Linear("fc6", 4096),
+            Linear("fc7", 4096),
+            Linear("fc8", 1000),
+        ),
+    )
 
 
 # Simonyan & Zisserman 2015, Table 1: output channels of each 3x3 convolution, "M" a 2x2 max pool.
 VGG_CONFIGS = {
-    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-         512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-         512, 512, 512, 512, "M"),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    19: (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
@@ -403,23 +460,34 @@ def vgg(depth: int) -> Network:
     return Network(f"vgg{depth}", (3, 224, 224), vgg_features(VGG_CONFIGS[depth]) + classifier)
 
 
-def inception(name: str, n1x1: int, n3x3_reduce: int | None, n3x3: int, n5x5_reduce: int | None,
-              n5x5: int, pool_proj: int | None) -> Concat:
+def inception(
+    name: str,
+    n1x1: int,
+    n3x3_reduce: int | None,
+    n3x3: int,
+    n5x5_reduce: int | None,
+    n5x5: int,
+    pool_proj: int | None,
+) -> Concat:
     """An Inception module (Szegedy et al. 2015, Figure 2), channels as in the columns of Table 1.
 
     Branches: 1x1; 1x1 reduce then 3x3; 1x1 reduce then 5x5; 3x3 max pool then 1x1 projection.
     None for the reductions and the projection gives the naive module of Figure 2(a), for
     measuring what the 1x1 reductions save.
     """
+
     def pointwise(layer_name: str, channels: int | None) -> tuple[Layer, ...]:
         return () if channels is None else (Conv(layer_name, channels, 1),)
 
-    return Concat(name, (
-        pointwise("1x1", n1x1),
-        (*pointwise("3x3_reduce", n3x3_reduce), Conv("3x3", n3x3, 3, padding=1)),
-        (*pointwise("5x5_reduce", n5x5_reduce), Conv("5x5", n5x5, 5, padding=2)),
-        (Pool("pool", 3, 1, padding=1), *pointwise("pool_proj", pool_proj)),
-    ))
+    return Concat(
+        name,
+        (
+            pointwise("1x1", n1x1),
+            (*pointwise("3x3_reduce", n3x3_reduce), Conv("3x3", n3x3, 3, padding=1)),
+            (*pointwise("5x5_reduce", n5x5_reduce), Conv("5x5", n5x5, 5, padding=2)),
+            (Pool("pool", 3, 1, padding=1), *pointwise("pool_proj", pool_proj)),
+        ),
+    )
 
 
 # Szegedy et al. 2015, Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -448,29 +516,35 @@ def googlenet() -> Network:
     params of inception (4c) and both figures of inception (5a). Hence 6,998,552 parameters (the
     paper's "6.8M" is the table's sum in its K) and 1.58G multiply-adds (the paper's "1.5 billion").
     """
+
     def stage(*keys: str) -> tuple[Concat, ...]:
         return tuple(inception(f"inception{k}", *GOOGLENET_INCEPTIONS[k]) for k in keys)
 
-    return Network("googlenet", (3, 224, 224), (
-        Conv("conv1", 64, 7, stride=2, padding=3),
-        Pool("pool1", 3, 2, padding=1),
-        Conv("conv2_reduce", 64, 1),
-        Conv("conv2", 192, 3, padding=1),
-        Pool("pool2", 3, 2, padding=1),
-        *stage("3a", "3b"),
-        Pool("pool3", 3, 2, padding=1),
-        *stage("4a", "4b", "4c", "4d", "4e"),
-        Pool("pool4", 3, 2, padding=1),
-        *stage("5a", "5b"),
-        Pool("pool5", 7, 1, kind="avg"),
-        Linear("fc", 1000),
-    ))
+    return Network(
+        "googlenet",
+        (3, 224, 224),
+        (
+            Conv("conv1", 64, 7, stride=2, padding=3),
+            Pool("pool1", 3, 2, padding=1),
+            Conv("conv2_reduce", 64, 1),
+            Conv("conv2", 192, 3, padding=1),
+            Pool("pool2", 3, 2, padding=1),
+            *stage("3a", "3b"),
+            Pool("pool3", 3, 2, padding=1),
+            *stage("4a", "4b", "4c", "4d", "4e"),
+            Pool("pool4", 3, 2, padding=1),
+            *stage("5a", "5b"),
+            Pool("pool5", 7, 1, kind="avg"),
+            Linear("fc", 1000),
+        ),
+    )
 
 
 def _conv_bn(name: str, out_channels: int, kernel_size: int, stride: int = 1) -> Conv:
     """ResNet's convolution: no bias (batch norm's beta plays its part), "same" padding."""
-    return Conv(name, out_channels, kernel_size, stride, kernel_size // 2, bias=False,
-                batchnorm=True)
+    return Conv(
+        name, out_channels, kernel_size, stride, kernel_size // 2, bias=False, batchnorm=True
+    )
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> tuple[Layer, ...]:
@@ -492,8 +566,11 @@ def bottleneck_block(name: str, in_channels: int, channels: int, stride: int = 1
     The stride sits on the first 1x1, as in the paper; moving it to the 3x3 (torchvision's
     "v1.5") keeps the parameters and costs more multiply-adds.
     """
-    main = (_conv_bn("conv1", channels, 1, stride), _conv_bn("conv2", channels, 3),
-            _conv_bn("conv3", 4 * channels, 1))
+    main = (
+        _conv_bn("conv1", channels, 1, stride),
+        _conv_bn("conv2", channels, 3),
+        _conv_bn("conv3", 4 * channels, 1),
+    )
     return Residual(name, main, _shortcut(in_channels, 4 * channels, stride))
 
 

@@ -580,7 +580,7 @@ def one():
         (
             lambda: StepLR(SGD(one(), lr=0.1), step_size=0),
             ValueError,
-            "step_size must be an int >= 1",
+            "step_size must be positive",
         ),
         (lambda: StepLR(SGD(one(), lr=0.1), step_size=2, gamma=0), ValueError, "gamma"),
         (lambda: CosineAnnealingLR(SGD(one(), lr=0.1), t_max=0), ValueError, "t_max"),
@@ -588,7 +588,7 @@ def one():
         (lambda: ReduceLROnPlateau(SGD(one(), lr=0.1), factor=1.0), ValueError, "factor"),
         (lambda: ReduceLROnPlateau(SGD(one(), lr=0.1), patience=-1), ValueError, "patience"),
         (lambda: ReduceLROnPlateau(SGD(one(), lr=0.1), patience=1.5), TypeError, "patience"),
-        (lambda: EarlyStopping(patience=0), ValueError, "patience must be an int >= 1"),
+        (lambda: EarlyStopping(patience=0), ValueError, "patience must be positive"),
         (lambda: EarlyStopping(min_delta=-0.1), ValueError, "min_delta"),
     ],
 )
