@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from cnn_core._args import integer
 from cnn_core.data import Augmentation, Dataset, Normalizer, batches, num_batches, train_val_split
 from cnn_core.functional import softmax_cross_entropy
 from cnn_core.history import History
@@ -71,25 +72,10 @@ def _prepare(data: Dataset, val_fraction: float, seed: int, dtype, with_test: bo
 
 
 def _config(
-    model,
-    data,
-    prep,
-    optimizer,
-    schedule,
-    early_stopping,
-    augmentation,
-    *,
-    seed,
-    epochs,
-    batch_size,
-    max_iterations,
-    eval_every,
-    architecture,
-    dtype,
+    model, architecture, data, prep, optimizer, schedule, early_stopping, augmentation
 ) -> dict:
     """The full configuration recorded in the history: enough to run the training again."""
     return {
-        "seed": seed,
         "architecture": {
             "name": architecture,
             "summary": str(model.summary(prep.x_train.shape[1:])),
@@ -98,9 +84,6 @@ def _config(
         "optimizer": optimizer.config(),
         "schedule": None if schedule is None else schedule.config(),
         "early_stopping": None if early_stopping is None else early_stopping.config(),
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "max_iterations": max_iterations,
         "augmentation": augmentation.to_dict(),
         "normalization": prep.normalizer.to_dict(),
         "dataset": {
@@ -110,8 +93,6 @@ def _config(
             "n_val": len(prep.y_val),
             "n_test": 0 if prep.y_test is None else len(prep.y_test),
         },
-        "dtype": np.dtype(dtype).name,
-        "eval_every": eval_every,
     }
 
 
@@ -120,19 +101,6 @@ def _model_dtype(model) -> np.dtype:
     if len(dtypes) != 1:
         raise TypeError(f"fit: the model's parameters mix dtypes {sorted(map(str, dtypes))}")
     return dtypes.pop()
-
-
-def _check_counts(epochs, batch_size, eval_every, max_iterations) -> None:
-    for name, value in (
-        ("epochs", epochs),
-        ("batch_size", batch_size),
-        ("eval_every", eval_every),
-        ("max_iterations", max_iterations),
-    ):
-        if value is None and name in ("eval_every", "max_iterations"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
 
 
 def fit(
@@ -169,30 +137,30 @@ def fit(
     The recorded training loss is the mini-batch data loss (no penalty terms); train accuracy is
     measured on the training batches as they were seen, in train mode.
     """
-    _check_counts(epochs, batch_size, eval_every, max_iterations)
+    for name, value, minimum in (
+        ("epochs", epochs, 1),
+        ("batch_size", batch_size, 1),
+        ("seed", seed, 0),
+    ):
+        integer("fit", name, value, minimum)
+    for name, value in (("eval_every", eval_every), ("max_iterations", max_iterations)):
+        if value is not None:
+            integer("fit", name, value)
     dtype = _model_dtype(model)
     augmentation = augmentation or Augmentation()
     prep = _prepare(data, val_fraction, seed, dtype, evaluate_test)
     per_epoch = num_batches(len(prep.y_train), batch_size)
     eval_every = eval_every or per_epoch
-    history = History(
-        _config(
-            model,
-            data,
-            prep,
-            optimizer,
-            schedule,
-            early_stopping,
-            augmentation,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            max_iterations=max_iterations,
-            eval_every=eval_every,
-            architecture=architecture,
-            dtype=dtype,
-        )
-    )
+    settings = {
+        "seed": seed,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "max_iterations": max_iterations,
+        "eval_every": eval_every,
+        "dtype": np.dtype(dtype).name,
+    }
+    parts = (optimizer, schedule, early_stopping, augmentation)
+    history = History(_config(model, architecture, data, prep, *parts) | settings)
     shuffle_rng, augment_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
     )

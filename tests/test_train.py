@@ -126,8 +126,10 @@ def test_bad_arguments_are_named(small):
     opt = optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="batch_size"):
         fit(model, small, opt, batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(TypeError, match="epochs must be an int"):
         fit(model, small, opt, epochs=1.5, progress=False)
+    with pytest.raises(ValueError, match="seed must be at least 0"):
+        fit(model, small, opt, seed=-1, progress=False)
 
 
 def test_cli_train_writes_files_and_refuses_to_overwrite(tmp_path, capsys):
