@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnn_core import _checks
+from cnn_core import _checks, _guard
 
 __all__ = [
     "conv1d_forward",
@@ -516,3 +516,7 @@ def sigmoid_binary_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[flo
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
     s, _ = sigmoid_forward(z)
     return float(loss), (s - y) / z.dtype.type(z.size)
+
+
+# Every op above, and im2col, refuses to run while a grader forbids it (cnn_core.grading).
+_guard.guard_module(globals(), [*__all__, "im2col"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnn_core import _guard
 from cnn_core._checks import (
     as_float,
     as_rng,
@@ -554,3 +555,14 @@ def sigmoid_binary_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[flo
     z, t = _f64(logits), _f64(y)
     losses = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
     return float(losses.mean()), ((_sigmoid(z) - t) / z.size).astype(logits.dtype)
+
+
+# Every op above refuses to run while a grader forbids it (cnn_core.grading).
+_guard.guard_module(
+    globals(),
+    [
+        n
+        for n, v in list(globals().items())
+        if callable(v) and not n.startswith("_") and getattr(v, "__module__", "") == __name__
+    ],
+)
