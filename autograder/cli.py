@@ -171,6 +171,25 @@ def _add_train_parser(sub) -> None:
     p.set_defaults(func=train)
 
 
+def release_cmd(args: argparse.Namespace) -> int:
+    """Release each named assignment (or all), proving every pair; stop at the first failure."""
+    from pathlib import Path
+
+    from autograder.release import ReleaseError, assignment_names, release
+
+    names = assignment_names() if args.assignment == ["all"] else args.assignment
+    course = Path(args.course) if args.course else None
+    for name in names:
+        try:
+            out = release(name, course, force=args.force, prove_pair=not args.no_proof)
+        except ReleaseError as err:
+            print(f"cnnkit release: {name}: {err}", file=sys.stderr)
+            return 1
+        proof = "not proven (--no-proof)" if args.no_proof else "proven against the source"
+        print(f"{name}: released to {out}, {proof}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="CNN course kit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand", action="store_true", help="list the layers inside each block")
     p.set_defaults(func=zoo_table)
     _add_train_parser(sub)
+    p = sub.add_parser("release", help="generate student versions of assignments and prove them")
+    p.add_argument("assignment", nargs="+", help="assignment names in solutions/, or 'all'")
+    p.add_argument(
+        "--course",
+        help="an nbgrader course folder to release into (default: the kit's assignments/ folder)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different copy of the source already in the course",
+    )
+    p.add_argument("--no-proof", action="store_true", help="skip running the two versions")
+    p.set_defaults(func=release_cmd)
     return parser
 
 
