@@ -40,12 +40,8 @@ def guarded(fn: Callable, name: str | None = None) -> Callable:
         return fn(*args, **kwargs)
 
     # Copied by hand rather than with functools.wraps, which would expose the unguarded op.
-    op.__name__, op.__qualname__, op.__doc__, op.__module__ = (
-        fn.__name__,
-        fn.__qualname__,
-        fn.__doc__,
-        fn.__module__,
-    )
+    op.__name__ = op.__qualname__ = name
+    op.__doc__, op.__module__ = fn.__doc__, fn.__module__
     return op
 
 

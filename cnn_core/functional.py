@@ -61,7 +61,7 @@ def _kernels():
 # --------------------------------------------------------------------------- convolution
 
 
-def im2col(
+def _im2col(
     x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
 ) -> np.ndarray:
     """Unfold x (N, C, H, W) into X_col (C*KH*KW, N*OH*OW), one column per output position.
@@ -97,7 +97,7 @@ def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
     n, _, _, _ = x.shape
     f, c, kh, kw = w.shape
     oh, ow = out_size
-    cols = im2col(x, (kh, kw), stride, padding)
+    cols = _im2col(x, (kh, kw), stride, padding)
     s = np.ascontiguousarray(w).reshape(f, -1) @ cols  # (F, N*OH*OW)
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
     np.add(s.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), b[None, :, None, None], out=out)
@@ -304,14 +304,14 @@ def elu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
     return np.where(cache.x > 0, dout, dout * slope)
 
 
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(v))  # exp of a non-positive number never overflows
+    return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def sigmoid_forward(x: np.ndarray):
     """Logistic sigmoid 1 / (1 + exp(-x)), computed without overflow. Returns out and a cache."""
-
-    def sigmoid(v):
-        e = np.exp(-np.abs(v))  # exp of a non-positive number never overflows
-        return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
-
-    return _act_forward("sigmoid_forward", x, sigmoid)
+    return _act_forward("sigmoid_forward", x, _sigmoid)
 
 
 def sigmoid_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
@@ -514,9 +514,11 @@ def sigmoid_binary_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[flo
     if y.size and (y.min() < 0 or y.max() > 1):
         raise ValueError("sigmoid_binary_cross_entropy: y must hold targets in [0, 1]")
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
-    s, _ = sigmoid_forward(z)
+    s = _sigmoid(z)
     return float(loss), (s - y) / z.dtype.type(z.size)
 
 
-# Every op above, and im2col, refuses to run while a grader forbids it (cnn_core.grading).
-_guard.guard_module(globals(), [*__all__, "im2col"])
+# Every op above, and im2col, refuses to run while a grader forbids it (cnn_core.grading). The
+# ops call each other through the unguarded private names, so forbidding one blocks only it.
+im2col = _guard.guarded(_im2col, "im2col")
+_guard.guard_module(globals(), __all__)
