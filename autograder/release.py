@@ -212,16 +212,18 @@ def _check_unfilled(r: NotebookResult) -> list[str]:
         for c in r.tests
         if c.points
     ]
-    # A solution cell is proven once it, or a test cell after it, fails with NotImplementedError.
-    unproven: list[str] = []
+    # A solution cell is proven when it, or the test cell right after it (the first one before
+    # the next test), fails with NotImplementedError.
+    unproven, pending = [], []
     for c in r.cells:
         raised = "NotImplementedError" in (c.error or "")
         if c.kind == "solution" and not raised:
-            unproven.append(c.grade_id)
-        elif raised:
-            unproven.clear()
+            pending.append(c.grade_id)
+        elif c.kind == "test":
+            unproven += [] if raised else pending
+            pending = []
     problems += [
-        f"{r.name} (release): {grade_id} never raised NotImplementedError unfilled"
-        for grade_id in unproven
+        f"{r.name} (release): {grade_id} did not raise NotImplementedError unfilled"
+        for grade_id in unproven + pending
     ]
     return problems
