@@ -27,6 +27,8 @@ __all__ = [
     "maxpool2d_backward",
     "avgpool2d_forward",
     "avgpool2d_backward",
+    "global_avgpool2d_forward",
+    "global_avgpool2d_backward",
     "dropout_forward",
     "dropout_backward",
     "relu_forward",
@@ -207,6 +209,26 @@ def avgpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return _kernels().avgpool_backward(
         np.ascontiguousarray(dout), *cache.kernel, *cache.stride, h, w
     )
+
+
+def global_avgpool2d_forward(x: np.ndarray):
+    """Global average pooling: the mean of each channel's plane. x: (N, C, H, W).
+
+    Returns out (N, C) and a cache.
+    """
+    x = _checks.as_float("global_avgpool2d_forward", "x", x, 4, "(N, C, H, W)")
+    return x.mean(axis=(2, 3)), PoolCache(x.shape, x.shape[2:], (1, 1), x.shape[:2], x.dtype, None)
+
+
+def global_avgpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """Gradient of global average pooling: each of a plane's H*W inputs gets dout / (H*W).
+
+    dout: (N, C). Returns dx (N, C, H, W).
+    """
+    dout = _checks.dout_like("global_avgpool2d_backward", dout, cache.out_shape, cache.dtype)
+    n, c, h, w = cache.x_shape
+    share = dout[:, :, None, None] / cache.dtype.type(h * w)
+    return np.ascontiguousarray(np.broadcast_to(share, (n, c, h, w)))
 
 
 # --------------------------------------------------------------------------- dropout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import numbers
 import os
 import warnings
 from collections.abc import Iterator
@@ -63,12 +64,15 @@ def max_rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
 def check_close(what: str, actual, expected, case: str = "") -> None:
     """Assert that `actual` matches the reference `expected` within TOLERANCES[expected.dtype].
 
+    A scalar `expected` (such as a loss) also accepts a plain Python number as `actual`.
     what: names the result, e.g. "conv2d_backward: dw"; case: describes the case without its
     values, e.g. "stride 2, padding 1". The AssertionError says what is wrong (type, shape, dtype,
     non-finite values or the largest error), never the inputs or the expected values.
     """
     where = f"{what} wrong" + (f" with {case}" if case else "")
     expected = np.asarray(expected)
+    if expected.ndim == 0 and isinstance(actual, numbers.Real) and not isinstance(actual, bool):
+        actual = np.asarray(actual, dtype=expected.dtype)  # a loss: a plain float is fine
     if not isinstance(actual, np.ndarray):
         raise AssertionError(f"{where}: expected a numpy array, got {type(actual).__name__}")
     if actual.shape != expected.shape:

@@ -231,6 +231,36 @@ def avgpool2d_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     return dx.astype(dtype)
 
 
+def global_avgpool2d_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """Global average pooling.
+
+    x: (N, C, H, W). Returns out: (N, C) with out[n, c] = (1 / (H*W)) sum_{i, j} x[n, c, i, j],
+    and a cache for global_avgpool2d_backward.
+    """
+    x = as_float("global_avgpool2d_forward", "x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    x64 = _f64(x)
+    out = np.zeros((N, C))
+    for n, c in np.ndindex(N, C):
+        for i, j in np.ndindex(H, W):
+            out[n, c] += x64[n, c, i, j]
+        out[n, c] /= H * W
+    return out.astype(x.dtype), (x.shape, x.dtype)
+
+
+def global_avgpool2d_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
+    """Backward pass of global_avgpool2d_forward.
+
+    dout: (N, C). Returns dx: (N, C, H, W), every input of a plane receiving dout[n, c] / (H*W).
+    """
+    (N, C, H, W), dtype = cache
+    dout = dout_like("global_avgpool2d_backward", dout, (N, C), np.float64)
+    dx = np.zeros((N, C, H, W))
+    for n, c in np.ndindex(N, C):
+        dx[n, c, :, :] = dout[n, c] / (H * W)
+    return dx.astype(dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Dropout
 # ----------------------------------------------------------------------------------------------

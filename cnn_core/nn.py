@@ -741,15 +741,11 @@ class GlobalAvgPool2d(Module):
     """The mean of each channel over its whole plane: x (N, C, H, W) -> out (N, C)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = _checks.as_float("GlobalAvgPool2d", "x", x, 4, "(N, C, H, W)")
-        self._cache = (x.shape, x.dtype)
-        return x.mean(axis=(2, 3))
+        out, self._cache = F.global_avgpool2d_forward(x)
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        (n, c, h, w), dtype = self._saved()
-        dout = _checks.dout_like("GlobalAvgPool2d.backward", dout, (n, c), dtype)
-        share = dout[:, :, None, None] / dtype.type(h * w)
-        return np.ascontiguousarray(np.broadcast_to(share, (n, c, h, w)))
+        return F.global_avgpool2d_backward(dout, self._saved())
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return _chw("GlobalAvgPool2d", input_shape)[:1]

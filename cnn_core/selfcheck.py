@@ -53,6 +53,7 @@ def cases(rng: np.random.Generator) -> list[Case]:
         Case("conv1d", (r(2, 3, 9), r(2, 3, 4), r(2)), (), {"stride": 2, "padding": 1}),
         Case("maxpool2d", (x,), (3, 2)),
         Case("avgpool2d", (x,), ((2, 3),)),
+        Case("global_avgpool2d", (x,)),
         Case("dropout", (x,), (0.4,), {"rng": 11}),
         Case("relu", (x,)),
         Case("leaky_relu", (x,), (), {"alpha": 0.2}),

@@ -12,9 +12,9 @@ from cnn_core import zoo
 def test_demo_checks_every_op_and_exits_zero(capsys):
     assert main(["demo", "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == 13 and "FAIL" not in out
+    assert out.count("PASS") == 14 and "FAIL" not in out
     assert "60,840" in out  # LeNet-5's parameter count in the summary table
-    assert "all 13 ops pass" in out
+    assert "all 14 ops pass" in out
 
 
 def test_demo_exits_nonzero_when_an_op_is_wrong(monkeypatch, capsys):

@@ -367,3 +367,15 @@ def test_selfcheck_covers_every_op():
 def test_reexported_from_package():
     for name in fast.__all__:
         assert getattr(cnn_core, name) is getattr(fast, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 1, 1, 1), (3, 2, 7, 1)])
+def test_global_avgpool_matches_torch(shape, dtype):
+    rng = np.random.default_rng(11)
+    x = rand(rng, shape, dtype, contiguous=False)
+    out, cache = fast.global_avgpool2d_forward(x)
+    dout = rand(rng, out.shape, dtype)
+    t_out, (t_dx,) = torch_grads(lambda a: tf.adaptive_avg_pool2d(a, 1)[:, :, 0, 0], [x], dout)
+    assert_close(out, t_out, dtype)
+    assert_close(fast.global_avgpool2d_backward(dout, cache), t_dx, dtype)

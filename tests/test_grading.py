@@ -91,3 +91,11 @@ def test_guarded_ops_keep_their_names_and_docs_and_hide_the_original():
     op = functional.conv2d_forward
     assert op.__name__ == "conv2d_forward" and "cross-correlation" in op.__doc__
     assert not hasattr(op, "__wrapped__")
+
+
+def test_check_close_takes_a_loss_as_a_plain_float():
+    check_close("loss", 2.0404, np.float64(2.0404))
+    with pytest.raises(AssertionError, match="loss wrong; max relative error"):
+        check_close("loss", 2.5, np.float64(2.0404))
+    with pytest.raises(AssertionError, match="expected a numpy array, got bool"):
+        check_close("loss", True, np.float64(1.0))
