@@ -25,6 +25,8 @@ KIT_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = KIT_ROOT / "solutions"
 ASSIGNMENTS = KIT_ROOT / "assignments"
 CELL_TIMEOUT = 600  # seconds a proof allows one cell (a4 trains a network in one)
+# What running a notebook in place leaves behind: never copied into a release or a proof.
+LEFTOVERS = (".ipynb_checkpoints", "__pycache__", "history.json", "curves.png", "model.npz")
 
 
 class ReleaseError(RuntimeError):
@@ -71,11 +73,11 @@ def place_source(assignment: str, course: Path, force: bool) -> None:
                 f"{dst} differs from {src}; pass --force to replace it with the kit's source"
             )
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, dirs_exist_ok=True)
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*LEFTOVERS))
 
 
 def _same_tree(a: Path, b: Path) -> bool:
-    cmp = filecmp.dircmp(a, b, ignore=["__pycache__", ".ipynb_checkpoints"])
+    cmp = filecmp.dircmp(a, b, ignore=list(LEFTOVERS))
     if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
         return False
     return all(_same_tree(a / d, b / d) for d in cmp.common_dirs)
@@ -189,7 +191,7 @@ def prove(source: Path, released: Path) -> list[tuple[NotebookResult, NotebookRe
 
 
 def _copy_folder(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*LEFTOVERS))
     return dst
 
 

@@ -157,6 +157,8 @@ def fit(
         "epochs": epochs,
         "max_iterations": max_iterations,
         "eval_every": eval_every,
+        "val_fraction": val_fraction,
+        "evaluate_test": evaluate_test,
         "dtype": np.dtype(dtype).name,
     }
     parts = (optimizer, schedule, early_stopping, augmentation)

@@ -146,3 +146,9 @@ def test_release_proof_of_each_assignment(name):
     [(solved, unfilled)] = rel.prove(rel.source_dir(name), rel.ASSIGNMENTS / name)
     assert solved.score == solved.max_score > 0
     assert unfilled.score == 0
+
+
+def test_run_outputs_in_the_source_folder_are_not_released(kit):
+    (kit / "solutions" / "toy" / "history.json").write_text("{}")
+    out = rel.release("toy", prove_pair=False)
+    assert not (out / "history.json").exists()
