@@ -385,52 +385,52 @@ def linear_backward(dout: np.ndarray, cache: LinearCache):
 
 
 class BatchNormCache(NamedTuple):
-    xhat: np.ndarray  # normalised input, in the layout (M, D): one column per feature
-    gamma: np.ndarray  # (D,)
-    inv_std: np.ndarray  # (D,) 1 / sqrt(var + eps), batch or running variance
+    xhat: np.ndarray  # normalised input, the input's shape
+    gamma: np.ndarray  # (D,) or (C,)
+    inv_std: np.ndarray  # (D,) or (C,): 1 / sqrt(var + eps), batch or running variance
     train: bool
-    shape: tuple[int, ...]  # the input's own shape
+    shape: tuple[int, ...]  # the input's shape
 
 
-def _to_columns(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N*H*W, C): per-channel statistics become per-column ones."""
-    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _from_columns(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of `_to_columns`, returning a C-contiguous (N, C, H, W) array."""
-    n, c, h, w = shape
-    return np.ascontiguousarray(a.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+def _feature_axes(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The axes statistics run over (all but the feature axis 1) and the shape that broadcasts a
+    per-feature vector against x: (0,) and (1, D) for (N, D); (0, 2, 3) and (1, C, 1, 1) for
+    (N, C, H, W). Working in x's own layout avoids transposing it."""
+    return (0, *range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
 def _batchnorm(op, x, gamma, beta, running_mean, running_var, train, momentum, eps):
-    """Batch norm on columns: x (M, D), statistics per column. Returns out (M, D) and a cache."""
+    """Batch norm with statistics per feature (axis 1) over every other axis."""
+    axes, shape = _feature_axes(x)
     if train:
         m = _checks.batchnorm_train_count(op, x)
-        mean = x.mean(axis=0)
-        var = x.var(axis=0)  # biased: the batch is normalised with it
+        mean = x.mean(axis=axes)
+        centred = x - mean.reshape(shape)
+        var = (centred * centred).mean(axis=axes)  # biased: the batch is normalised with it
         running_mean *= momentum
         running_mean += (1 - momentum) * mean
         running_var *= momentum
         running_var += (1 - momentum) * var * (m / (m - 1))  # unbiased, as an estimate
     else:
-        mean, var = running_mean, running_var
-    mean, var = _checks.same_dtype(x.dtype, mean, var)
+        mean, var = _checks.same_dtype(x.dtype, running_mean, running_var)
+        centred = x - mean.reshape(shape)
     inv_std = (1 / np.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
-    xhat = (x - mean) * inv_std
-    out = xhat * gamma + beta
+    xhat = centred * inv_std.reshape(shape)
+    out = xhat * gamma.reshape(shape) + beta.reshape(shape)
     return out, BatchNormCache(xhat, gamma, inv_std, train, x.shape)
 
 
 def _batchnorm_backward(dout: np.ndarray, cache: BatchNormCache):
-    """Gradients on columns. dout (M, D). Returns dx (M, D), dgamma (D,), dbeta (D,)."""
+    """Gradients for dout of the input's shape. Returns dx, dgamma, dbeta."""
     xhat, gamma, inv_std, train, _ = cache
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
+    axes, shape = _feature_axes(xhat)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    scale = (gamma * inv_std).reshape(shape)
     if not train:  # running statistics are constants: the layer is affine
-        return dout * (gamma * inv_std), dgamma, dbeta
-    m = dout.shape[0]
-    dx = (gamma * inv_std / m) * (m * dout - dbeta - xhat * dgamma)
+        return dout * scale, dgamma, dbeta
+    m = dout.size // dout.shape[1]
+    dx = (scale / m) * (m * dout - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
     return dx, dgamma, dbeta
 
 
@@ -483,17 +483,13 @@ def batchnorm2d_forward(
     x, gamma, beta = _checks.batchnorm_args(
         op, x, gamma, beta, running_mean, running_var, momentum, eps, 4
     )
-    out, cache = _batchnorm(
-        op, _to_columns(x), gamma, beta, running_mean, running_var, train, momentum, eps
-    )
-    return _from_columns(out, x.shape), cache._replace(shape=x.shape)
+    return _batchnorm(op, x, gamma, beta, running_mean, running_var, train, momentum, eps)
 
 
 def batchnorm2d_backward(dout: np.ndarray, cache: BatchNormCache):
     """Gradients of spatial batch norm. dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma, dbeta."""
     dout = _checks.dout_like("batchnorm2d_backward", dout, cache.shape, cache.xhat.dtype)
-    dx, dgamma, dbeta = _batchnorm_backward(_to_columns(dout), cache)
-    return _from_columns(dx, cache.shape), dgamma, dbeta
+    return _batchnorm_backward(dout, cache)
 
 
 # --------------------------------------------------------------------------- losses
