@@ -46,14 +46,11 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
                 z0, z1 = _valid_range(ow, w, j - pw, sw)
                 src = ((ci * kh + i) * kw + j) * (n * p) + ni * p
                 for y in range(y0, y1):
-                    dst = (plane * h + y * sh + i - ph) * w + j - pw
-                    row = src + y * ow
-                    if sw == 1:  # unit stride vectorises
-                        for z in range(z0, z1):
-                            dx[dst + z] += flat[row + z]
-                    else:
-                        for z in range(z0, z1):
-                            dx[dst + z * sw] += flat[row + z]
+                    # unsigned indices: no negative-index wraparound test, so the loop vectorises
+                    dst = uint64((plane * h + y * sh + i - ph) * w + j - pw)
+                    row = uint64(src + y * ow)
+                    for z in range(uint64(z0), uint64(z1)):
+                        dx[dst + z * uint64(sw)] += flat[row + z]
     return dx.reshape((n, c, h, w))
 
 
