@@ -1,0 +1,227 @@
+"""autograder.sandbox: one notebook in its own process tree, under limits, returned as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import sandbox
+from autograder.sandbox import GRACE, Limits, run_notebook
+
+NAMESPACES = sandbox._namespace_problem() is None
+SECRET = "CNNKIT_TEST_GRADER_SECRET"
+
+
+def make_notebook(tmp_path: Path, *sources: str) -> tuple[Path, Path]:
+    """A notebook of code cells in a fresh workdir under tmp_path; (notebook, workdir)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    path = workdir / "submission.ipynb"
+    cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path, workdir
+
+
+def stdout(nb: nbformat.NotebookNode) -> str:
+    return "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        for out in cell.outputs
+        if out.get("name") == "stdout"
+    )
+
+
+def survivors(root: Path) -> list[int]:
+    """Pids of processes whose working folder lies under root."""
+    found = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if Path(os.readlink(cwd)).is_relative_to(root):
+                found.append(int(cwd.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_notebook_runs_in_workdir_with_a_minimal_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(SECRET, "hunter2")
+    outside = tmp_path / "outside.txt"
+    probe = f"""
+import glob, json, os
+def can_write(path, size):
+    try:
+        with open(path, "wb") as f:
+            f.write(b"0" * size)
+        return "yes"
+    except OSError as exc:
+        return exc.strerror
+environ_files = []
+for name in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        environ_files.append(open(name, "rb").read())
+    except OSError:
+        pass
+print(json.dumps({{
+    "cwd": os.getcwd(),
+    "student": os.environ.get("CNNKIT_STUDENT_ID"),
+    "secret_in_env": "{SECRET}" in os.environ,
+    "secret_in_proc": any(b"{SECRET}" in data for data in environ_files),
+    "numba_cache": os.environ["NUMBA_CACHE_DIR"],
+    "outside": can_write({str(outside)!r}, 1),
+    "too_big": can_write("big.bin", 3 * 2**20),
+}}))"""
+    path, workdir = make_notebook(tmp_path, "6 * 7", probe)
+    result = run_notebook(
+        path, workdir, Limits(timeout=60, max_output_mb=2), env={"CNNKIT_STUDENT_ID": "s042"}
+    )
+    assert (result.status, result.reason) == ("ok", "")
+    assert result.notebook.cells[0].outputs[0].data["text/plain"] == "42"
+    seen = json.loads(stdout(result.notebook))
+    assert seen["cwd"] == str(workdir)
+    assert seen["student"] == "s042"
+    assert not seen["secret_in_env"]
+    assert Path(seen["numba_cache"]).is_relative_to(workdir)
+    assert seen["too_big"] == "File too large"  # RLIMIT_FSIZE at max_output_mb
+    if NAMESPACES:  # the grader's /proc/<pid>/environ is out of sight; / is read-only
+        assert not seen["secret_in_proc"]
+        assert seen["outside"] == "Read-only file system" and not outside.exists()
+    assert 0 < result.seconds < 60
+    assert survivors(workdir) == []
+
+
+def test_a_numba_loop_that_ignores_interrupts_is_killed_with_everything_it_started(tmp_path):
+    compile_ = """
+import subprocess, numba
+subprocess.Popen(["sleep", "600"], start_new_session=True)  # escapes the process group
+
+@numba.njit
+def spin(n):
+    while n >= 0:
+        n = (n * 3 + 1) % 1000003
+    return n
+
+spin.compile("(int64,)")
+print("compiled")"""
+    path, workdir = make_notebook(tmp_path, compile_, "spin(1)")
+    started = time.monotonic()
+    result = run_notebook(path, workdir, Limits(timeout=6))
+    assert time.monotonic() - started < 6 + 3
+    assert result.status == "timeout"
+    assert "cell 2" in result.reason and "6 s" in result.reason
+    assert stdout(result.notebook) == "compiled\n"  # the partial notebook comes back
+    assert survivors(workdir) == []
+
+
+def test_a_plain_infinite_loop_times_out(tmp_path):
+    path, workdir = make_notebook(tmp_path, "while True: pass")
+    result = run_notebook(path, workdir, Limits(timeout=3))
+    assert result.status == "timeout" and "cell 1" in result.reason
+    assert result.seconds < 3 + 3
+    assert survivors(workdir) == []
+
+
+def test_the_parent_kills_the_tree_when_the_runner_is_frozen(tmp_path):
+    # A stopped runner cannot enforce the timeout; the parent's hard kill must.
+    stop_runner = "import os, signal; os.kill(os.getppid(), signal.SIGSTOP)"
+    path, workdir = make_notebook(tmp_path, stop_runner)
+    result = run_notebook(path, workdir, Limits(timeout=3))
+    assert result.status == "timeout" and "process tree was killed" in result.reason
+    assert result.notebook is None
+    assert 3 + GRACE <= result.seconds < 3 + GRACE + 3
+    assert survivors(workdir) == []
+
+
+def test_exhausting_memory_is_status_memory(tmp_path):
+    path, workdir = make_notebook(tmp_path, "import numpy as np\na = np.ones(2**29)  # 4 GB")
+    result = run_notebook(path, workdir, Limits(timeout=60, memory_mb=1024))
+    assert result.status == "memory"
+    assert "MemoryError" in result.reason and "1024 MB" in result.reason
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "import os, signal; os.kill(os.getppid(), signal.SIGKILL)",
+        "import os; os._exit(3)",
+        "import os, signal; os.killpg(0, signal.SIGKILL)",
+    ],
+    ids=["kill-parent", "exit", "kill-group"],
+)
+def test_a_notebook_that_kills_its_process_or_parent_has_crashed(tmp_path, attack):
+    path, workdir = make_notebook(tmp_path, attack, "print('never')")
+    result = run_notebook(path, workdir, Limits(timeout=60))
+    assert result.status == "crashed" and result.reason
+    assert result.notebook is None or "never" not in stdout(result.notebook)
+    assert survivors(workdir) == []  # and this test process is still here to say so
+
+
+def test_printing_hundreds_of_megabytes_is_stopped_at_the_output_cap(tmp_path):
+    path, workdir = make_notebook(tmp_path, "for _ in range(200): print('x' * 2**20)")
+    result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=20))
+    assert result.status == "invalid"
+    assert "output" in result.reason and "20 MB" in result.reason
+    assert result.notebook is None or len(nbformat.writes(result.notebook)) < 20 * 2**20
+
+
+def test_the_student_has_no_network(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        code = f"""
+import socket
+for address in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
+    try:
+        socket.create_connection(address, timeout=2)
+        print("connected")
+    except OSError as exc:
+        print(type(exc).__name__)"""
+        path, workdir = make_notebook(tmp_path, code)
+        result = run_notebook(path, workdir, Limits(timeout=60))
+        if not NAMESPACES:
+            assert result.isolation["network"].startswith("unavailable")
+            pytest.skip(f"no network namespace here: {result.isolation['network']}")
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nothing reached the grader's side
+    assert result.status == "ok"
+    assert result.isolation["network"] == "unshare --net (loopback only)"
+    assert "connected" not in stdout(result.notebook)
+    assert stdout(result.notebook).count("Error") == 2
+
+
+def test_without_namespaces_the_tree_is_still_killed_and_isolation_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "_namespace_problem", lambda: "disabled by the test")
+    spawn = "import subprocess; subprocess.Popen(['sleep', '600'], start_new_session=True)"
+    path, workdir = make_notebook(tmp_path, spawn, "while True: pass")
+    result = run_notebook(path, workdir, Limits(timeout=3))
+    assert result.status == "timeout" and "cell 2" in result.reason
+    assert result.isolation["network"] == "unavailable: disabled by the test"
+    assert "no pid namespace" in result.isolation["processes"]
+    assert survivors(workdir) == []
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"this is not json", "NotJSONError"),
+        (b'{"nbformat": 99, "nbformat_minor": 0, "cells": []}', "version"),
+        (b'{"nbformat": 4, "nbformat_minor": 5, "cells": [{"cell_type": "code"}]}', "Valid"),
+        (None, "cannot read"),
+    ],
+    ids=["not-json", "wrong-version", "schema", "missing"],
+)
+def test_a_malformed_notebook_is_invalid_before_anything_runs(tmp_path, content, expected):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    path = workdir / "submission.ipynb"
+    if content is not None:
+        path.write_bytes(content)
+    result = run_notebook(path, workdir)
+    assert result.status == "invalid" and expected in result.reason
+    assert result.notebook is None and result.seconds < 2
+    assert not (workdir / ".home").exists()  # nothing was started
