@@ -1,0 +1,410 @@
+"""Checks of a submitted notebook made without running it: tampering with the released cells, use
+of the kit's reference implementation, and imports of libraries that do the assignment's work.
+
+    flags = inspect(submitted, released, policy("a1_convolution"))
+
+The checks read text only; the run-time guard (`cnn_core.grading.no_reference`) catches what text
+hides, such as a name built at run time. Names bound to modules are followed through imports and
+assignments, with a function's parameters and locals shadowing them. Student code is
+every code cell that is not one of the release's locked cells left unchanged: the solution cells,
+the cells the student added and any edited locked cell. Its IPython magic and shell lines (`%...`,
+`!...`) are blanked before `ast.parse`; code that still does not parse is not flagged, since it
+fails when run and scores zero by itself.
+
+Reasons name a cell by its grade_id, or "added cell N" (counting from 1) for a cell the release
+does not have, and say what was found in the student's own code: never the code of a test cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from nbformat import NotebookNode
+from nbgrader.utils import compute_checksum
+
+TAMPERED = "tampered"
+REFERENCE_USE = "reference-use"
+FORBIDDEN_LIBRARY = "forbidden-library"
+
+KIT = "cnn_core"
+# Kit modules that help students without doing their assignment: checkers, arithmetic, data, plots.
+HELPERS = frozenset({"gradcheck", "grading", "arith", "zoo", "data", "plot"})
+# The training stack a4 builds its network with, once the layers were written in a1-a3.
+TRAINING = frozenset({"nn", "train", "optim", "history", "init"})
+# Packages whose convolutions, layers or autograd would do an assignment's work.
+LIBRARIES = frozenset(
+    {
+        "torch",
+        "tensorflow",
+        "jax",
+        "keras",
+        "scipy.signal",
+        "scipy.ndimage",
+        "skimage",
+        "cv2",
+        "sklearn.neural_network",
+        "chainer",
+        "mxnet",
+    }
+)
+# Attributes that reach the function a guarded op wraps, or the globals and code behind it.
+ESCAPE_HATCHES = frozenset({"__closure__", "__wrapped__", "__globals__", "__code__"})
+# The nbgrader metadata that decides how a cell is graded.
+GRADING_KEYS = ("grade", "solution", "locked", "points")
+
+MAGIC = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)
+PIP_INSTALL = re.compile(r"^\s*[%!].*\b(pip|conda|mamba)\b.*\binstall\b", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A finding: `name` is the grades.csv flag, `reason` says why, `cell` is the grade_id."""
+
+    name: str
+    reason: str
+    cell: str | None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What student code may use. `kit_modules`: the cnn_core modules it may use; everything else
+    under cnn_core (the reference layers and the ops re-exported at its top level) and every
+    private name is the reference implementation. `libraries`: dotted names of forbidden packages.
+    """
+
+    kit_modules: frozenset[str] = HELPERS
+    libraries: frozenset[str] = LIBRARIES
+
+
+def policy(assignment: str) -> Policy:
+    """The policy of `assignment`: a4_train_cnn may use the training stack, any other only the
+    helpers, since it asks students to write the layers themselves."""
+    if assignment == "a4_train_cnn":
+        return Policy(kit_modules=HELPERS | TRAINING)
+    return Policy()
+
+
+def inspect(
+    submitted: NotebookNode, released: NotebookNode, rules: Policy | None = None
+) -> list[Flag]:
+    """All flags of `submitted` against the `released` notebook it was filled from, under `rules`
+    (default: the strict policy of a1-a3)."""
+    rules = rules or Policy()
+    flags = list(_tampering(submitted, released))
+    ids = {_meta(c).get("grade_id") for c in released.cells} - {None}
+    aliases = _aliases(submitted.cells)
+    for index, cell in _student_code(submitted, released):
+        gid = _meta(cell).get("grade_id")
+        cell_id = gid if gid in ids else None
+        label = f"cell {gid!r}" if cell_id else f"added cell {index + 1}"
+        flags += _code_flags(cell.source, aliases, rules, label, cell_id)
+    return flags
+
+
+# --- tampering ---------------------------------------------------------------------------------
+
+
+def _meta(cell: NotebookNode) -> dict:
+    """The cell's nbgrader metadata, or {} when it has none (or something that is not a dict)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def _checksum(cell: NotebookNode) -> str | None:
+    """nbgrader's checksum of the cell, or None when its metadata is too broken to compute one."""
+    try:
+        return compute_checksum(cell)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _released_checksum(cell: NotebookNode) -> str | None:
+    """The checksum stored at release (the one nbgrader checks), computed if it is missing."""
+    return _meta(cell).get("checksum") or _checksum(cell)
+
+
+def _tampering(submitted: NotebookNode, released: NotebookNode) -> Iterator[Flag]:
+    """A flag for every released cell deleted, re-typed, re-graded or (if locked) edited, and for
+    every added cell that claims to be graded or locked."""
+    copies: dict[str, list[NotebookNode]] = {}
+    for cell in submitted.cells:
+        gid = _meta(cell).get("grade_id")
+        if isinstance(gid, str):
+            copies.setdefault(gid, []).append(cell)
+    for cell in released.cells:
+        gid = _meta(cell).get("grade_id")
+        problem = gid and _released_cell_problem(cell, copies.get(gid, []))
+        if problem:
+            yield Flag(TAMPERED, f"cell {gid!r}: {problem}", gid)
+    released_ids = {_meta(c).get("grade_id") for c in released.cells}
+    for gid, cells in copies.items():
+        if gid not in released_ids and any(_claims_grading(c) for c in cells):
+            reason = f"cell {gid!r}: not in the release, but its metadata marks it graded or locked"
+            yield Flag(TAMPERED, reason, gid)
+
+
+def _claims_grading(cell: NotebookNode) -> bool:
+    """Whether the cell's metadata marks it graded or locked."""
+    return bool(_meta(cell).get("grade") or _meta(cell).get("locked"))
+
+
+def _released_cell_problem(cell: NotebookNode, copies: list[NotebookNode]) -> str | None:
+    """What was done to the released `cell`, given the submitted cells with its grade_id.
+
+    Copies are allowed (Jupyter keeps the metadata when a cell is copied) if each is unchanged.
+    """
+    meta = _meta(cell)
+    if not copies:
+        return (
+            "deleted (it is locked or graded)" if meta.get("locked") or meta.get("grade") else None
+        )
+    for copy in copies:
+        if copy.cell_type != cell.cell_type:
+            return f"changed from a {cell.cell_type} cell to a {copy.cell_type} cell"
+        changed = [k for k in GRADING_KEYS if _meta(copy).get(k) != meta.get(k)]
+        if changed:
+            return "nbgrader metadata changed: " + ", ".join(changed)
+        # nbgrader's checksum covers the source with the type, flags, grade_id and points; the
+        # release's stored value is used, so editing the copy's checksum field changes nothing.
+        if meta.get("locked") and _checksum(copy) != _released_checksum(cell):
+            return "source edited (the cell is locked)"
+    return None
+
+
+def _student_code(
+    submitted: NotebookNode, released: NotebookNode
+) -> Iterator[tuple[int, NotebookNode]]:
+    """(index, cell) of every code cell in `submitted` but the release's unchanged locked cells."""
+    kit = {
+        _meta(c)["grade_id"]: _released_checksum(c)
+        for c in released.cells
+        if _meta(c).get("locked") and _meta(c).get("grade_id")
+    }
+    for index, cell in enumerate(submitted.cells):
+        gid = _meta(cell).get("grade_id")
+        if cell.cell_type == "code" and not (gid in kit and _checksum(cell) == kit[gid]):
+            yield index, cell
+
+
+# --- code ----------------------------------------------------------------------------------------
+
+
+def _parse(source: str) -> ast.Module | None:
+    """The AST of a cell with its magic and shell lines replaced by `pass`, or None."""
+    try:
+        return ast.parse(MAGIC.sub(r"\1pass", source))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _dynamic_import(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """The literal module name of `importlib.import_module("m")` or `__import__("m")`, or None."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    arg = node.args[0]
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        return None
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "__import__" and func.id not in aliases:
+        return arg.value
+    if _resolve(func, aliases) in ("importlib.import_module", "builtins.__import__"):
+        return arg.value
+    return None
+
+
+def _resolve(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """The dotted path an expression stands for (`F.conv2d_forward` with F bound to
+    cnn_core.functional: "cnn_core.functional.conv2d_forward"), or None."""
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id)
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, aliases)
+        return f"{base}.{node.attr}" if base else None
+    if not isinstance(node, ast.Call):
+        return None
+    module = _dynamic_import(node, aliases)
+    if module is None:
+        return _getattr_path(node, aliases)
+    # import_module returns the module it names, __import__ the top-level package
+    via_importlib = _resolve(node.func, aliases) == "importlib.import_module"
+    return module if via_importlib else module.split(".")[0]
+
+
+def _getattr_path(node: ast.Call, aliases: dict[str, str]) -> str | None:
+    """The path of `getattr(x, "name")` when x has one, else None."""
+    if not (_is_getattr(node) and len(node.args) >= 2):
+        return None
+    name = node.args[1]
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        return None
+    base = _resolve(node.args[0], aliases)
+    return f"{base}.{name.value}" if base else None
+
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _walk_scope(nodes: list[ast.AST]) -> Iterator[ast.AST]:
+    """The nodes of `nodes` and below, in order, without entering a nested function or class."""
+    for node in nodes:
+        yield node
+        if not isinstance(node, SCOPES):
+            yield from _walk_scope(list(ast.iter_child_nodes(node)))
+
+
+def _aliases(cells: list[NotebookNode]) -> dict[str, str]:
+    """Global names bound to modules or their members by imports and plain assignments, in all
+    code cells (the kit's too): cells may run in any order, so every binding counts everywhere."""
+    aliases: dict[str, str] = {}
+    for cell in cells:
+        tree = _parse(cell.source) if cell.cell_type == "code" else None
+        for node in _walk_scope(tree.body) if tree else ():
+            _bind(node, aliases)
+    return aliases
+
+
+def _local_aliases(scope: ast.AST, outer: dict[str, str]) -> dict[str, str]:
+    """The aliases seen inside a function or lambda: the outer ones less the names it binds
+    itself (its parameters and assigned names), plus the aliases its own body makes."""
+    args = scope.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    body = scope.body if isinstance(scope.body, list) else [scope.body]
+    nodes = list(_walk_scope(body))
+    local = {a.arg for a in params if a}
+    local |= {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local -= {name for n in nodes if isinstance(n, ast.Global) for name in n.names}
+    aliases = {k: v for k, v in outer.items() if k not in local}
+    for node in nodes:
+        _bind(node, aliases)
+    return aliases
+
+
+def _bind(node: ast.AST, aliases: dict[str, str]) -> None:
+    """Record the names `node` binds to a dotted path."""
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            top = a.name.split(".")[0]
+            aliases[a.asname or top] = a.name if a.asname else top
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        for a in node.names:
+            if a.name != "*":
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    elif isinstance(node, ast.Assign | ast.NamedExpr):
+        path = _resolve(node.value, aliases)
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            if path and isinstance(target, ast.Name):
+                aliases[target.id] = path
+
+
+def _judge(path: str, rules: Policy) -> str | None:
+    """The flag a use of `path` earns under `rules`, or None."""
+    parts = path.split(".")
+    if ESCAPE_HATCHES.intersection(parts) or parts[:2] == ["sys", "modules"]:
+        return REFERENCE_USE
+    if parts[0] == KIT and len(parts) > 1:
+        private = any(p.startswith("_") for p in parts[1:])
+        if private or parts[1] not in rules.kit_modules:
+            return REFERENCE_USE
+    if any(path == lib or path.startswith(lib + ".") for lib in rules.libraries):
+        return FORBIDDEN_LIBRARY
+    return None
+
+
+class _Finder(ast.NodeVisitor):
+    """Collects what a cell's code imports or uses that `rules` forbid, as {finding: flag}."""
+
+    def __init__(self, aliases: dict[str, str], rules: Policy) -> None:
+        self.aliases, self.rules = aliases, rules
+        self.found: dict[str, str] = {}
+
+    def check(self, path: str, verb: str) -> None:
+        flag = _judge(path, self.rules)
+        if flag:
+            self.found.setdefault(f"{verb} {path}", flag)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for a in node.names:
+            self.check(a.name, "imports")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module and not node.level:
+            for a in node.names:
+                self.check(f"{node.module}.{a.name}", "imports")
+
+    def visit_scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        """Visit a function with its own aliases: its parameters and locals shadow global ones."""
+        outer = self.aliases
+        self.aliases = _local_aliases(node, outer)
+        self.generic_visit(node)
+        self.aliases = outer
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_scope
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        path = _resolve(node, self.aliases)
+        if path:
+            self.check(path, "uses")  # the whole chain: its inner names add nothing
+            base = _chain_base(node)
+            if isinstance(base, ast.Call):
+                self.visit(base)  # a dynamic import or getattr at the root of the chain
+            return
+        if node.attr in ESCAPE_HATCHES:
+            self.found.setdefault(f"uses .{node.attr}", REFERENCE_USE)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        module = _dynamic_import(node, self.aliases)
+        if module and module.split(".")[0] == KIT:
+            self.found.setdefault(f"imports {module} dynamically", REFERENCE_USE)
+        elif module:
+            self.check(module, "imports")
+        path = _getattr_path(node, self.aliases)
+        if path:
+            self.check(path, "uses")
+        name = node.args[1] if len(node.args) >= 2 else None
+        if _is_getattr(node) and isinstance(name, ast.Constant) and name.value in ESCAPE_HATCHES:
+            self.found.setdefault(f"uses .{name.value}", REFERENCE_USE)
+        self.generic_visit(node)
+
+
+def _chain_base(node: ast.Attribute) -> ast.AST:
+    """The expression at the root of an attribute chain: `x` in `x.a.b`."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node
+
+
+def _is_getattr(node: ast.Call) -> bool:
+    """Whether `node` calls the builtin getattr."""
+    return isinstance(node.func, ast.Name) and node.func.id == "getattr"
+
+
+WHY = {
+    REFERENCE_USE: "the kit's reference implementation, or a way around its guard",
+    FORBIDDEN_LIBRARY: "a library that does the assignment's work",
+}
+
+
+def _code_flags(
+    source: str, aliases: dict[str, str], rules: Policy, label: str, cell_id: str | None
+) -> list[Flag]:
+    """The flags of one cell of student code: at most one per flag name, listing its findings."""
+    found: dict[str, str] = {}
+    if PIP_INSTALL.search(source):
+        found["installs packages"] = FORBIDDEN_LIBRARY
+    tree = _parse(source)
+    if tree:
+        finder = _Finder(aliases, rules)
+        finder.visit(tree)
+        found.update(finder.found)
+    flags = []
+    for name in (REFERENCE_USE, FORBIDDEN_LIBRARY):
+        what = [finding for finding, flag in found.items() if flag == name]
+        if what:
+            reason = f"{label} {'; '.join(what)} ({WHY[name]})"
+            flags.append(Flag(name, reason, cell_id))
+    return flags

@@ -1,0 +1,312 @@
+"""Static checks of submissions: tampering, reference use and forbidden libraries, on the real
+released notebooks filled with the instructor's solutions."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.static_checks import Flag, inspect, policy
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ["a1_convolution", "a2_pooling_dropout", "a3_backprop", "a4_train_cnn"]
+A1 = "a1_convolution"
+
+
+def read(folder: str, assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / folder / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def filled(assignment: str) -> nbformat.NotebookNode:
+    """The released notebook with every solution cell's source taken from the source notebook:
+    a submission that a student who knew the answers would hand in."""
+    answers = {
+        c.metadata.nbgrader["grade_id"]: c.source
+        for c in read("solutions", assignment).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    nb = read("assignments", assignment)
+    for c in nb.cells:
+        meta = c.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            c.source = answers[meta["grade_id"]]
+    return nb
+
+
+def hidden_lines(assignment: str) -> list[str]:
+    """Every non-blank line of the source notebook's hidden tests."""
+    hidden = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+    return [
+        line.strip()
+        for c in read("solutions", assignment).cells
+        for block in hidden.findall(c.source)
+        for line in block.splitlines()
+        if line.strip()
+    ]
+
+
+@pytest.fixture(scope="module")
+def a1() -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
+    """(released, full-marks submission) of a1."""
+    return read("assignments", A1), filled(A1)
+
+
+def cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def append_to(grade_id: str, code: str) -> Callable[[nbformat.NotebookNode], None]:
+    """A mutation adding `code` at the end of the cell `grade_id`."""
+
+    def mutate(nb: nbformat.NotebookNode) -> None:
+        cell(nb, grade_id).source += "\n" + code
+
+    return mutate
+
+
+def add_cell(code: str) -> Callable[[nbformat.NotebookNode], None]:
+    """A mutation adding a new code cell (no nbgrader metadata) at the end."""
+
+    def mutate(nb: nbformat.NotebookNode) -> None:
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+
+    return mutate
+
+
+def delete(grade_id: str) -> Callable[[nbformat.NotebookNode], None]:
+    def mutate(nb: nbformat.NotebookNode) -> None:
+        nb.cells.remove(cell(nb, grade_id))
+
+    return mutate
+
+
+def set_meta(grade_id: str, **changes) -> Callable[[nbformat.NotebookNode], None]:
+    def mutate(nb: nbformat.NotebookNode) -> None:
+        cell(nb, grade_id).metadata.nbgrader.update(changes)
+
+    return mutate
+
+
+def retype(grade_id: str) -> Callable[[nbformat.NotebookNode], None]:
+    def mutate(nb: nbformat.NotebookNode) -> None:
+        old = cell(nb, grade_id)
+        nb.cells[nb.cells.index(old)] = nbformat.v4.new_markdown_cell(
+            old.source, metadata=old.metadata
+        )
+
+    return mutate
+
+
+def flags_after(a1, mutate: Callable[[nbformat.NotebookNode], None]) -> list[Flag]:
+    released, submission = a1
+    nb = copy.deepcopy(submission)
+    mutate(nb)
+    return inspect(nb, released, policy(A1))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_full_marks_submission_is_clean(assignment):
+    assert inspect(filled(assignment), read("assignments", assignment), policy(assignment)) == []
+
+
+def test_unfilled_release_is_clean(a1):
+    released, _ = a1
+    assert inspect(copy.deepcopy(released), released, policy(A1)) == []
+
+
+CHEATS = {
+    "edit test": (append_to("test_conv1d", "pass"), "tampered", "test_conv1d"),
+    "edit instructions": (append_to("intro", "easy"), "tampered", "intro"),
+    "delete test": (delete("test_conv2d_backward"), "tampered", "test_conv2d_backward"),
+    "delete setup": (delete("setup"), "tampered", "setup"),
+    "points": (set_meta("test_im2col", points=30), "tampered", "test_im2col"),
+    "ungraded": (set_meta("test_im2col", grade=False), "tampered", "test_im2col"),
+    "unlocked": (set_meta("test_dense", locked=False), "tampered", "test_dense"),
+    "retyped": (retype("test_conv1d"), "tampered", "test_conv1d"),
+    "forged graded cell": (
+        lambda nb: nb.cells.append(
+            nbformat.v4.new_code_cell(
+                "x = 1",
+                metadata={
+                    "nbgrader": {
+                        "grade": True,
+                        "grade_id": "bonus",
+                        "locked": True,
+                        "points": 50,
+                        "solution": False,
+                        "schema_version": 3,
+                    }
+                },
+            )
+        ),
+        "tampered",
+        "bonus",
+    ),
+    "from functional": (
+        append_to("conv2d_forward", "from cnn_core.functional import conv2d_forward as c"),
+        "reference-use",
+        "conv2d_forward",
+    ),
+    "top-level op": (
+        append_to("conv2d_forward", "import cnn_core as cc\ncc.conv2d_forward"),
+        "reference-use",
+        "conv2d_forward",
+    ),
+    "from top-level": (
+        append_to("conv1d", "from cnn_core import conv2d_forward"),
+        "reference-use",
+        "conv1d",
+    ),
+    "star import": (append_to("conv1d", "from cnn_core import *"), "reference-use", "conv1d"),
+    "private": (
+        append_to("im2col", "import cnn_core.functional\ncnn_core.functional._im2col"),
+        "reference-use",
+        "im2col",
+    ),
+    "private of helper": (
+        append_to("im2col", "grading._guard._forbidden.clear()"),
+        "reference-use",
+        "im2col",
+    ),
+    "naive": (append_to("im2col", "import cnn_core.naive"), "reference-use", "im2col"),
+    "kernels": (append_to("im2col", "from cnn_core import _kernels"), "reference-use", "im2col"),
+    "nn in a1": (append_to("im2col", "from cnn_core import nn"), "reference-use", "im2col"),
+    "alias module": (
+        append_to("col2im", "from cnn_core import functional as ref\nref.col2im"),
+        "reference-use",
+        "col2im",
+    ),
+    "alias by assignment": (
+        add_cell("import cnn_core\nx = cnn_core\ny = x.functional\ny.conv2d_backward(1, 2)"),
+        "reference-use",
+        None,
+    ),
+    "alias inside a function": (
+        append_to("conv1d", "def f():\n    c = grading\n    return c._guard"),
+        "reference-use",
+        "conv1d",
+    ),
+    "getattr": (
+        append_to("conv1d", 'import cnn_core\ngetattr(cnn_core, "conv1d_forward")'),
+        "reference-use",
+        "conv1d",
+    ),
+    "closure": (
+        append_to("conv1d", "f = lambda: 0\nf.__closure__"),
+        "reference-use",
+        "conv1d",
+    ),
+    "wrapped via getattr": (
+        append_to("conv1d", 'getattr(check_gradients, "__wrapped__")'),
+        "reference-use",
+        "conv1d",
+    ),
+    "globals": (add_cell("g = check_gradients.__globals__"), "reference-use", None),
+    "__import__": (
+        append_to("conv1d", '__import__("cnn_core")'),
+        "reference-use",
+        "conv1d",
+    ),
+    "import_module kit": (
+        append_to("conv1d", 'import importlib\nimportlib.import_module("cnn_core.gradcheck")'),
+        "reference-use",
+        "conv1d",
+    ),
+    "sys.modules": (
+        append_to("conv1d", 'import sys\nsys.modules["cnn_core"]'),
+        "reference-use",
+        "conv1d",
+    ),
+    "import torch": (append_to("conv1d", "import torch"), "forbidden-library", "conv1d"),
+    "from scipy": (
+        append_to("conv1d", "from scipy import signal"),
+        "forbidden-library",
+        "conv1d",
+    ),
+    "scipy attribute": (
+        append_to("conv1d", "import scipy\nscipy.ndimage.convolve"),
+        "forbidden-library",
+        "conv1d",
+    ),
+    "import_module torch": (
+        append_to("conv1d", 'import importlib\nimportlib.import_module("torch")'),
+        "forbidden-library",
+        "conv1d",
+    ),
+    "__import__ cv2": (add_cell('cv = __import__("cv2")'), "forbidden-library", None),
+    "pip install": (add_cell("%pip install torch==2.13.0"), "forbidden-library", None),
+    "shell install under magic": (
+        add_cell("if True:\n    !pip install scikit-image"),
+        "forbidden-library",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CHEATS)
+def test_cheat_is_flagged(a1, name):
+    mutate, flag, grade_id = CHEATS[name]
+    flags = flags_after(a1, mutate)
+    assert [(f.name, f.cell) for f in flags] == [(flag, grade_id)]
+    label = f"'{grade_id}'" if grade_id else "added cell"
+    assert label in flags[0].reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import numpy\nimport numpy as np\nnp.convolve",
+        "import scipy.linalg\nfrom scipy import linalg",
+        "import matplotlib.pyplot as plt",
+        "from cnn_core.gradcheck import numerical_gradient\nimport cnn_core.gradcheck",
+        "import cnn_core\ncnn_core.gradcheck.rel_error(1.0, 1.0)\ncnn_core.arith",
+        "grading.check_close",
+        "def f(grading, x):\n    return grading._cache, x.shape",  # parameters shadow globals
+        "x = grading\nlambda x: x._private",
+        "%timeit conv1d([1.0], [1.0])\n!ls",
+        "def broken(:\n    import torch",  # does not parse: it fails when run, unflagged here
+    ],
+)
+def test_allowed_code_is_not_flagged(a1, code):
+    assert flags_after(a1, append_to("conv1d", code)) == []
+
+
+def test_reference_use_and_library_in_one_cell_give_two_flags(a1):
+    flags = flags_after(a1, append_to("conv1d", "import torch\nimport cnn_core.naive"))
+    assert sorted(f.name for f in flags) == ["forbidden-library", "reference-use"]
+
+
+def test_edited_test_cell_is_also_checked_as_student_code(a1):
+    flags = flags_after(a1, append_to("test_conv1d", "import torch"))
+    assert [(f.name, f.cell) for f in flags] == [
+        ("tampered", "test_conv1d"),
+        ("forbidden-library", "test_conv1d"),
+    ]
+
+
+def test_unchanged_copy_of_a_test_cell_is_fine(a1):
+    def duplicate(nb):
+        nb.cells.append(copy.deepcopy(cell(nb, "test_conv1d")))
+
+    assert flags_after(a1, duplicate) == []
+
+
+def test_a4_policy_allows_the_training_stack():
+    released = read("assignments", "a4_train_cnn")
+    nb = filled("a4_train_cnn")
+    nb.cells.append(nbformat.v4.new_code_cell("from cnn_core import nn, optim\nnn.Conv2d"))
+    assert inspect(nb, released, policy("a4_train_cnn")) == []
+    strict = [f for f in inspect(nb, released, policy(A1)) if f.cell is None]
+    assert [f.name for f in strict] == ["reference-use"]
+
+
+def test_reasons_never_show_hidden_tests(a1):
+    hidden = hidden_lines(A1)
+    assert hidden, "the source notebook has hidden tests"
+    reasons = [f.reason for mutate, _, _ in CHEATS.values() for f in flags_after(a1, mutate)]
+    assert not [line for line in hidden for reason in reasons if line in reason]
