@@ -631,38 +631,42 @@ class ReLU(_Elementwise):
     _backward_op = staticmethod(F.relu_backward)
 
 
-class LeakyReLU(_Elementwise):
+class _OneNumber(_Elementwise):
+    """An activation with one number, a slope or a scale, handed to its op as `alpha`."""
+
+    _number_name: str  # the constructor argument's name, as in PyTorch
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        setattr(self, self._number_name, number(type(self).__name__, self._number_name, value))
+
+    def _op_kwargs(self) -> dict:
+        return {"alpha": getattr(self, self._number_name)}
+
+    def extra_repr(self) -> str:
+        return f"{self._number_name}={getattr(self, self._number_name)}"
+
+
+class LeakyReLU(_OneNumber):
     """x if x > 0 else negative_slope * x, elementwise."""
 
     _forward_op = staticmethod(F.leaky_relu_forward)
     _backward_op = staticmethod(F.leaky_relu_backward)
+    _number_name = "negative_slope"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__()
-        self.negative_slope = number("LeakyReLU", "negative_slope", negative_slope)
-
-    def _op_kwargs(self) -> dict:
-        return {"alpha": self.negative_slope}
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        super().__init__(negative_slope)
 
 
-class ELU(_Elementwise):
+class ELU(_OneNumber):
     """x if x > 0 else alpha * (exp(x) - 1), elementwise."""
 
     _forward_op = staticmethod(F.elu_forward)
     _backward_op = staticmethod(F.elu_backward)
+    _number_name = "alpha"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = number("ELU", "alpha", alpha)
-
-    def _op_kwargs(self) -> dict:
-        return {"alpha": self.alpha}
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha)
 
 
 class Sigmoid(_Elementwise):
