@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from cnn_core._args import integers as as_tuple
+from cnn_core._args import number
 from cnn_core.arith import conv_output_size
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -166,27 +167,26 @@ def batchnorm_args(op: str, x, gamma, beta, running_mean, running_var, momentum,
     x = as_float(op, "x", x, ndim, layout)
     feat = x.shape[1]
     pshape = "(D,)" if ndim == 2 else "(C,)"
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{op}: {name} must be a numpy array (it is updated in place)")
+    checked = {}
     for name, a in (
         ("gamma", gamma),
         ("beta", beta),
         ("running_mean", running_mean),
         ("running_var", running_var),
     ):
-        if name.startswith("running") and not isinstance(a, np.ndarray):
-            raise TypeError(f"{op}: {name} must be a numpy array (it is updated in place)")
-        a = as_float(op, name, a, 1, pshape)
-        if a.shape[0] != feat:
+        checked[name] = as_float(op, name, a, 1, pshape)
+        if checked[name].shape[0] != feat:
             raise ValueError(
-                f"{op}: {name} has shape {a.shape} but x of shape {x.shape} has {feat} features"
+                f"{op}: {name} has shape {checked[name].shape} but x of shape {x.shape} has "
+                f"{feat} features"
             )
-    for name, v in (("momentum", momentum), ("eps", eps)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{op}: {name} must be a number, got {v!r}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum!r}")
-    if eps <= 0:
+    number(op, "momentum", momentum, 0.0, 1.0)
+    if number(op, "eps", eps) <= 0:
         raise ValueError(f"{op}: eps must be positive, got {eps!r}")
-    gamma, beta = same_dtype(x.dtype, as_float(op, "gamma", gamma), as_float(op, "beta", beta))
+    gamma, beta = same_dtype(x.dtype, checked["gamma"], checked["beta"])
     return x, gamma, beta
 
 

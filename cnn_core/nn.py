@@ -499,7 +499,16 @@ class Linear(_Affine):
 
 
 class _BatchNorm(Module):
-    """What BatchNorm1d and BatchNorm2d share; they differ in the functional op and input shape."""
+    """What BatchNorm1d and BatchNorm2d share; they differ in the functional op and input shape.
+
+    weight (gamma, starts at 1) and bias (beta, starts at 0) are parameters without weight decay;
+    running_mean (starts at 0) and running_var (at 1) are buffers of the module's dtype. Training
+    normalises with the batch statistics and updates the running ones; evaluation mode normalises
+    with the running ones and leaves them alone.
+    momentum has PyTorch's meaning, the weight of the NEW batch statistic:
+    running = (1 - momentum) * running + momentum * batch_stat, the variance taken unbiased.
+    `cnn_core.functional`'s momentum weighs the OLD value instead; the module passes it 1 - momentum.
+    """
 
     _forward_op: Callable
     _backward_op: Callable
@@ -556,16 +565,8 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of x (N, D) per feature, as torch.nn.BatchNorm1d on 2-D input.
-
-    weight (gamma, starts at 1) and bias (beta, starts at 0) are parameters without weight decay;
-    running_mean (starts at 0) and running_var (at 1) are buffers of the module's dtype. Training
-    normalises with the batch statistics and updates the running ones; evaluation mode normalises
-    with the running ones and leaves them alone.
-    momentum has PyTorch's meaning, the weight of the NEW batch statistic:
-    running = (1 - momentum) * running + momentum * batch_stat, the variance taken unbiased.
-    `cnn_core.functional`'s momentum weighs the OLD value instead; the module passes it 1 - momentum.
-    """
+    """Batch normalisation of x (N, D) per feature, as torch.nn.BatchNorm1d on 2-D input
+    (parameters, buffers and momentum as described on _BatchNorm)."""
 
     _forward_op = staticmethod(F.batchnorm_forward)
     _backward_op = staticmethod(F.batchnorm_backward)
@@ -579,16 +580,8 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Spatial batch normalisation of x (N, C, H, W) per channel, as torch.nn.BatchNorm2d.
-
-    weight (gamma, starts at 1) and bias (beta, starts at 0) are parameters without weight decay;
-    running_mean (starts at 0) and running_var (at 1) are buffers of the module's dtype. Training
-    normalises with the batch statistics and updates the running ones; evaluation mode normalises
-    with the running ones and leaves them alone.
-    momentum has PyTorch's meaning, the weight of the NEW batch statistic:
-    running = (1 - momentum) * running + momentum * batch_stat, the variance taken unbiased.
-    `cnn_core.functional`'s momentum weighs the OLD value instead; the module passes it 1 - momentum.
-    """
+    """Spatial batch normalisation of x (N, C, H, W) per channel, as torch.nn.BatchNorm2d
+    (parameters, buffers and momentum as described on _BatchNorm)."""
 
     _forward_op = staticmethod(F.batchnorm2d_forward)
     _backward_op = staticmethod(F.batchnorm2d_backward)
