@@ -9,8 +9,10 @@ parent trusts none of it: it caps what it reads and parses it as data.
 The process-tree helpers at the end serve both sides (the parent imports them); like the rest
 of this file they need nothing but the standard library and nbclient.
 
-Order matters in main(): the resource limits come first, so the kernel and everything the
-student starts inherit them; the result channel is moved off fd 1 before the kernel starts.
+Order matters in main(): the resource limits and the umask come first, so the kernel and
+everything the student starts inherit them; the result channel is moved off fd 1 before the
+kernel starts. The runner may run as the student's unprivileged uid (see autograder.sandbox):
+it needs nothing but the interpreter, its packages and the working folder.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ KILL_ROUNDS = 10  # sweeps of kill_descendants, for processes forked while it ki
 def main() -> None:
     args = _parse_args()
     _apply_limits(args.memory_mb, args.max_output_mb)
+    # Files the student makes are its uid's alone unless it says otherwise: some mounts
+    # (/dev/shm) are shared with other runs, which run as other uids.
+    os.umask(0o077)
     _guard_runner()
     if os.getpid() == 1:
         _become_init()

@@ -12,8 +12,22 @@ allows it, inside fresh namespaces:
   grader's environment and other submissions are out of sight.
 - a private mount namespace where the root filesystem is read-only but for `workdir` (other
   mounts, such as /dev/shm, are left as they are).
-- `setpriv`: every capability dropped before Python starts, so the student, though uid 0,
-  cannot undo the mounts, leave the namespaces or raise the resource limits.
+- `setpriv`: every capability dropped before Python starts, so the student cannot undo the
+  mounts, leave the namespaces or raise the resource limits.
+
+Without `uid` the student is uid 0 (less its capabilities) and can READ every root-readable
+file. With `uid` (one per concurrent run, chosen by the caller) the whole tree, runner
+included, runs as that uid and gid with no supplementary groups. The workdir and everything in
+it are chowned to the uid first (links not followed) and the workdir made 0700, so workdirs of
+other runs, owned by other uids, cannot be read. The caller, root with CAP_DAC_OVERRIDE, can
+still read and delete whatever the student leaves there, whatever its owner or mode.
+A folder on the way to the workdir, the interpreter, its site-packages or the runner that the
+uid cannot search (say /root, 0700, holding a pyenv Python) is replaced, in the mount namespace
+only, by a read-only tmpfs holding just those paths, bound from the original.
+
+`hide` lists paths the student must not see even where their modes allow it (solutions, hidden
+tests, the gradebook): before privileges are dropped each folder gets an empty read-only tmpfs
+mounted over it and each file a read-only bind of /dev/null (it reads as empty).
 
 The child sets RLIMIT_AS (memory_mb), RLIMIT_FSIZE (max_output_mb) and RLIMIT_CORE (0) before
 the kernel starts; it kills the kernel at `timeout` (keeping the partial notebook) and when
@@ -21,15 +35,25 @@ the captured output passes max_output_mb. The parent hard-kills the whole tree G
 after `timeout` whatever happened inside.
 
 The result comes back through the child's stdout pipe, never through a file: a file, even in a
-parent-owned folder, is something a root process in the tree could replace or link elsewhere,
+parent-owned folder, is something a process in the tree could replace or link elsewhere,
 while the pipe is held only by the parent and the sandbox's own processes (unshare, the
 namespace's init, the runner), whose descriptors the student's processes cannot open: the
-runner and its init are non-dumpable and the student lacks CAP_SYS_PTRACE. The parent
+runner and its init are non-dumpable and the student lacks CAP_SYS_PTRACE (which holds when
+they share the student's uid, too). The parent
 reads at most the size cap and parses the bytes as JSON with nbformat; nothing is unpickled.
 
-Student code still runs as uid 0: it can READ every root-readable file (solutions, the
-gradebook, other submissions). Keeping those out of reach needs an unprivileged uid or paths
-hidden from the mount namespace; `isolation` in the result says what was enforced.
+What remains open, even with `uid` and `hide`:
+- every world-readable file not in `hide` (the course repository, /etc, other software) can
+  be read; hide what matters, or keep it out of world-readable places;
+- the search-permission test reads mode bits only: an ACL that denies the uid a folder on the
+  way to the interpreter or workdir makes the run fail rather than be worked around;
+- /dev/shm and the host's IPC namespace are shared between runs: two students (or one
+  student's runs under a reused uid) can pass data there; the runner's umask 077 only keeps
+  such files private by default;
+- /proc/self/mountinfo shows the student which paths are hidden (their names, not contents);
+- without namespaces (`_namespace_problem()`), neither uid nor hide is enforced: the run goes
+  ahead as the grader's own user and `isolation` says so. `isolation` in the result always
+  says what was enforced, aspect by aspect.
 """
 
 from __future__ import annotations
@@ -42,11 +66,13 @@ import selectors
 import shlex
 import shutil
 import signal
+import site
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +97,7 @@ MEMORY_HINTS = (
 # sandbox per core, so more would only oversubscribe the machine.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 STATUSES = ("ok", "timeout", "memory", "crashed", "invalid")
+MAX_UID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 
 
 @dataclass(frozen=True)
@@ -101,23 +128,42 @@ def run_notebook(
     workdir: Path,
     limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
     env: Mapping[str, str] | None = None,
+    *,
+    hide: Iterable[str | os.PathLike] = (),
+    uid: int | None = None,
 ) -> RunResult:
     """Execute `notebook` with `workdir` as its folder, in a sandbox under `limits`.
 
     `workdir` should be a fresh folder holding only what the student's code may see; the run
     adds `.home/` there (HOME, Jupyter, IPython, Matplotlib and numba caches, TMPDIR). `env`
-    entries (e.g. CNNKIT_STUDENT_ID) are added to the child's minimal environment. Never
-    raises for anything the notebook does: every outcome is a RunResult.
+    entries (e.g. CNNKIT_STUDENT_ID) are added to the child's minimal environment.
+
+    `uid` (e.g. 200000 + a worker slot; distinct for runs at the same time): the whole tree
+    runs as that uid and gid, without groups. `workdir` and its contents are chowned to it
+    beforehand and `workdir` is made mode 0700. Afterwards the caller, as root, can still read
+    every file the student left and delete `workdir` (CAP_DAC_OVERRIDE ignores owner and mode);
+    ownership is not handed back. `hide`: folders and files the student must not see; those
+    that do not exist are skipped. Both need namespaces; without them the run goes ahead
+    unconfined and `isolation` says so.
+
+    Raises NotADirectoryError for a missing workdir and ValueError for a bad `uid` or a hidden
+    path that contains the workdir or the Python the run needs. Never raises for anything the
+    notebook does: every outcome is a RunResult.
     """
     started = time.monotonic()
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise NotADirectoryError(f"workdir {workdir} is not a folder")
+    _check_uid(uid)
+    hidden = _hidden(hide, workdir)
     try:
         source = _load(Path(notebook), limits.max_output_mb)
     except ValueError as exc:
         return RunResult("invalid", str(exc), None, time.monotonic() - started, {})
-    argv, isolation = _command(limits, deadline=started + limits.timeout)
+    environment = _environment(workdir, env or {})  # makes .home, so it is chowned below
+    argv, isolation = _command(limits, started + limits.timeout, workdir, uid, hidden)
+    if uid is not None and _namespace_problem() is None:
+        _hand_over(workdir, uid)
     cap = limits.max_output_mb * MB + len(source) + MB  # outputs + the notebook's own text
     with subprocess.Popen(
         argv,
@@ -125,7 +171,7 @@ def run_notebook(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=workdir,
-        env=_environment(workdir, env or {}),
+        env=environment,
         start_new_session=True,  # one process group to kill, whatever happens
     ) as proc:
         try:
@@ -170,10 +216,90 @@ def _shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# --------------------------------------------------------------------------- the student's view
+
+
+def _check_uid(uid: int | None) -> None:
+    """ValueError unless `uid` is None or an unprivileged uid the kernel accepts."""
+    if uid is None:
+        return
+    if isinstance(uid, bool) or not isinstance(uid, int) or not 0 < uid <= MAX_UID:
+        raise ValueError(f"uid must be an int from 1 to {MAX_UID}, got {uid!r}")
+
+
+def _hidden(hide: Iterable[str | os.PathLike], workdir: Path) -> tuple[Path, ...]:
+    """The paths in `hide` that exist, resolved (a symlink hides what it points to), in
+    order, without those inside another. ValueError for one that contains `workdir` or a folder the runner needs."""
+    if isinstance(hide, (str, os.PathLike)):  # one path, not a collection of its characters
+        raise ValueError(f"hide must be a collection of paths, got {hide!r}")
+    needed = {path: "a folder the runner needs" for path in _runtime()}
+    needed[workdir] = "the workdir"
+    found: list[Path] = []
+    for given in hide:
+        path = Path(given).resolve()
+        for inside, what in needed.items():
+            if inside.is_relative_to(path):
+                raise ValueError(f"hide path {given} contains {what} {inside}, hiding it too")
+        if path.exists() and path not in found:
+            found.append(path)
+    # a path inside another hidden one vanishes with it: mounting on it would then fail
+    return tuple(p for p in found if not any(p != q and p.is_relative_to(q) for q in found))
+
+
+@functools.cache
+def _runtime() -> tuple[Path, ...]:
+    """Folders the runner and kernel read: the interpreter's installation, its site-packages
+    and the runner's own folder."""
+    names = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    names |= {*site.getsitepackages(), str(RUNNER.parent)}
+    return tuple(sorted({Path(name).resolve() for name in names if Path(name).is_dir()}))
+
+
+def _unsearchable(folder: Path, uid: int) -> bool:
+    """True when `uid` (its gid the same, no groups) may not search `folder`, by mode bits."""
+    info = folder.stat()
+    if info.st_uid == uid:
+        bit = stat.S_IXUSR
+    else:
+        bit = stat.S_IXGRP if info.st_gid == uid else stat.S_IXOTH
+    return not info.st_mode & bit
+
+
+def _exposures(paths: Iterable[Path], uid: int) -> dict[Path, list[Path]]:
+    """{topmost folder `uid` cannot search on the way to some of `paths`: those paths}, a
+    path inside another one left out (binding the outer one brings it along)."""
+    blocked: dict[Path, list[Path]] = {}
+    for path in sorted(set(paths)):  # a folder sorts before what it contains
+        ancestors = reversed(path.parents[:-1])  # from the top down, / itself left out
+        top = next((folder for folder in ancestors if _unsearchable(folder, uid)), None)
+        if top is None:
+            continue
+        kept = blocked.setdefault(top, [])
+        if not any(path.is_relative_to(other) for other in kept):
+            kept.append(path)
+    return blocked
+
+
+def _hand_over(workdir: Path, uid: int) -> None:
+    """Make `workdir` and all in it owned by `uid` (group `uid` too), `workdir` mode 0700 so
+    other uids cannot look in. Links are not followed and a file with several hard links
+    keeps its owner: a link left by an earlier run must not hand the student its target."""
+    for folder, dirs, files in os.walk(workdir):  # symlinked folders are listed, not entered
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) or info.st_nlink == 1:
+                os.chown(path, uid, uid, follow_symlinks=False)
+    os.chown(workdir, uid, uid)
+    os.chmod(workdir, 0o700)
+
+
 # --------------------------------------------------------------------------- the child
 
 
-def _command(limits: Limits, deadline: float) -> tuple[list[str], dict]:
+def _command(
+    limits: Limits, deadline: float, workdir: Path, uid: int | None, hidden: tuple[Path, ...]
+) -> tuple[list[str], dict]:
     """The child's argv and the isolation it gets: namespaces if this machine allows them.
     `deadline` is in time.monotonic() seconds, a clock every process on the machine shares."""
     runner = [
@@ -187,37 +313,58 @@ def _command(limits: Limits, deadline: float) -> tuple[list[str], dict]:
         f"--memory-mb={limits.memory_mb}",
         f"--max-output-mb={limits.max_output_mb}",
     ]
+    problem = _namespace_problem()
+    isolation = _isolation(limits, problem, uid, hidden)
+    if problem:
+        return runner, isolation
+    return _in_namespaces(runner, limits.network, workdir, uid, hidden), isolation
+
+
+def _isolation(
+    limits: Limits, problem: str | None, uid: int | None, hidden: tuple[Path, ...]
+) -> dict[str, str]:
+    """What the run enforces, by aspect; `problem` says why namespaces are unavailable."""
     isolation = {
         "memory": f"RLIMIT_AS {limits.memory_mb} MB per process",
         "files": f"RLIMIT_FSIZE {limits.max_output_mb} MB per file, no core dumps",
     }
-    problem = _namespace_problem()
+    count = f"{len(hidden)} path{'' if len(hidden) == 1 else 's'}"
     if problem:
-        return runner, isolation | {
+        caller = f"uid {os.geteuid()}, the grader's own"
+        return isolation | {
             "network": "allowed by limits" if limits.network else f"unavailable: {problem}",
             "processes": f"process group and its descendants (no pid namespace: {problem})",
             "filesystem": f"unrestricted (no mount namespace: {problem})",
             "privileges": f"not dropped: as root it could raise its own limits ({problem})",
+            "user": caller if uid is None else f"unenforced: {caller}, not {uid} ({problem})",
+            "hidden": f"unenforced: {count} not hidden ({problem})" if hidden else "none asked",
         }
-    return _in_namespaces(runner, limits.network), isolation | {
+    root = "uid 0 without capabilities: reads what root can"
+    return isolation | {
         "network": "allowed by limits" if limits.network else "unshare --net (loopback only)",
         "processes": "pid namespace: the whole tree dies with it; own /proc",
         "filesystem": "/ read-only except workdir (mount namespace); other mounts unchanged",
         "privileges": "all capabilities dropped (setpriv)",
+        "user": root if uid is None else f"uid {uid}, no groups",
+        "hidden": f"{count} hidden",
     }
 
 
-def _in_namespaces(command: list[str], network: bool) -> list[str]:
+def _in_namespaces(
+    command: list[str],
+    network: bool,
+    workdir: Path,
+    uid: int | None = None,
+    hidden: tuple[Path, ...] = (),
+) -> list[str]:
     """`command` in new pid, mount (and, without `network`, net) namespaces, after the set-up
-    that needs root's capabilities, then with every capability dropped."""
+    that needs root's capabilities, then with every capability dropped (and as `uid`)."""
     tool = _tools()
-    ip, mount = shlex.quote(tool["ip"]), shlex.quote(tool["mount"])
-    setup = [] if network else [f"{ip} link set lo up"]
-    setup += [  # workdir becomes its own mount, so / can go read-only without it
-        f'{mount} --bind "$PWD" "$PWD"',
-        f"{mount} -o remount,bind,ro /",
-    ]
-    drop = [tool["setpriv"], "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
+    setup = _setup(network, workdir, uid, hidden)
+    drop = [tool["setpriv"]]
+    if uid is not None:
+        drop += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    drop += ["--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
     return [
         tool["unshare"],
         *([] if network else ["--net"]),
@@ -226,6 +373,51 @@ def _in_namespaces(command: list[str], network: bool) -> list[str]:
         *drop,
         *command,
     ]
+
+
+def _setup(network: bool, workdir: Path, uid: int | None, hidden: tuple[Path, ...]) -> list[str]:
+    """Shell commands, run as root inside the new namespaces, that shape what the student sees.
+    Hiding comes before exposing: the recursive binds of exposed paths carry the covers along."""
+    tool = _tools()
+    ip, mount = shlex.quote(tool["ip"]), shlex.quote(tool["mount"])
+    setup = [] if network else [f"{ip} link set lo up"]
+    setup.append(f'{mount} --bind "$PWD" "$PWD"')  # its own mount, so / can go read-only alone
+    setup += _hiding(hidden)
+    if uid is not None:
+        for top, paths in _exposures([workdir, *_runtime()], uid).items():
+            setup += _exposing(top, paths, writable=workdir)
+    # cd: re-enter workdir by its path, landing on the writable mount now found there
+    return [*setup, f"{mount} -o remount,bind,ro /", 'cd "$PWD"']
+
+
+def _hiding(hidden: tuple[Path, ...]) -> list[str]:
+    """Cover each folder with an empty read-only tmpfs and each file with /dev/null."""
+    mount = shlex.quote(_tools()["mount"])
+    empty = "-t tmpfs -o ro,nosuid,nodev,noexec,mode=0555,size=4k cnnkit-hidden"
+    return [
+        f"{mount} {empty} {shlex.quote(str(path))}"
+        if path.is_dir()
+        else f"{mount} --bind -o ro /dev/null {shlex.quote(str(path))}"
+        for path in hidden
+    ]
+
+
+def _exposing(top: Path, paths: list[Path], writable: Path) -> list[str]:
+    """Replace folder `top`, which the student's uid cannot search, with a read-only tmpfs
+    holding only `paths`, bound from the original (reached through fd 9, opened before the
+    cover, since the path then leads into the tmpfs). Only `writable` stays writable."""
+    mount = shlex.quote(_tools()["mount"])
+    ro = "-o remount,bind,ro,nosuid,nodev"
+    lines = [
+        f"exec 9<{shlex.quote(str(top))}",
+        f"{mount} -t tmpfs -o nosuid,nodev,mode=0755 cnnkit-exposed {shlex.quote(str(top))}",
+    ]
+    for path in paths:
+        target = shlex.quote(str(path))
+        source = shlex.quote(f"/proc/self/fd/9/{path.relative_to(top)}")
+        lines += [f"(umask 022 && mkdir -p {target})", f"{mount} -c --rbind {source} {target}"]
+        lines += [] if path == writable else [f"{mount} {ro} {target}"]
+    return [*lines, f"{mount} {ro} {shlex.quote(str(top))}", "exec 9<&-"]
 
 
 @functools.cache
@@ -243,7 +435,7 @@ def _namespace_problem() -> str | None:
     with tempfile.TemporaryDirectory(prefix="cnnkit-probe-") as tmp:
         try:
             trial = subprocess.run(
-                _in_namespaces(["true"], network=False), cwd=tmp, capture_output=True, timeout=30
+                _in_namespaces(["true"], False, Path(tmp)), cwd=tmp, capture_output=True, timeout=30
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"unshare failed: {exc}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +19,10 @@ from autograder.sandbox import GRACE, Limits, run_notebook
 
 NAMESPACES = sandbox._namespace_problem() is None
 SECRET = "CNNKIT_TEST_GRADER_SECRET"
+STUDENT_UID, OTHER_UID = 200_001, 200_002  # like the batch grader's 200000 + slot
+needs_namespaces = pytest.mark.skipif(
+    not NAMESPACES, reason=f"uid and hide need namespaces: {sandbox._namespace_problem()}"
+)
 
 
 def make_notebook(tmp_path: Path, *sources: str) -> tuple[Path, Path]:
@@ -26,6 +33,16 @@ def make_notebook(tmp_path: Path, *sources: str) -> tuple[Path, Path]:
     cells = [nbformat.v4.new_code_cell(source) for source in sources]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
     return path, workdir
+
+
+@pytest.fixture
+def open_folder():
+    """A fresh folder every uid may search. tmp_path lies under a 0700 folder of root's, so
+    what a test puts there would be out of the student's reach whatever the sandbox did."""
+    folder = Path(tempfile.mkdtemp(prefix="cnnkit-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def stdout(nb: nbformat.NotebookNode) -> str:
@@ -198,10 +215,19 @@ def test_without_namespaces_the_tree_is_still_killed_and_isolation_says_so(tmp_p
     monkeypatch.setattr(sandbox, "_namespace_problem", lambda: "disabled by the test")
     spawn = "import subprocess; subprocess.Popen(['sleep', '600'], start_new_session=True)"
     path, workdir = make_notebook(tmp_path, spawn, "while True: pass")
-    result = run_notebook(path, workdir, Limits(timeout=3))
+    (tmp_path / "grades.csv").write_text("s042,100")
+    hide = [tmp_path / "grades.csv"]
+    # 5 s: kernel start-up alone takes 2-3 s on a loaded 2-core machine, and cell 2 must run
+    result = run_notebook(path, workdir, Limits(timeout=5), hide=hide, uid=STUDENT_UID)
     assert result.status == "timeout" and "cell 2" in result.reason
     assert result.isolation["network"] == "unavailable: disabled by the test"
     assert "no pid namespace" in result.isolation["processes"]
+    # uid and hide cannot be enforced: the run goes ahead and says so; nothing is chowned
+    assert result.isolation["user"] == (
+        f"unenforced: uid {os.geteuid()}, the grader's own, not {STUDENT_UID} (disabled by the test)"
+    )
+    assert result.isolation["hidden"] == "unenforced: 1 path not hidden (disabled by the test)"
+    assert workdir.stat().st_uid == os.geteuid()
     assert survivors(workdir) == []
 
 
@@ -225,3 +251,116 @@ def test_a_malformed_notebook_is_invalid_before_anything_runs(tmp_path, content,
     assert result.status == "invalid" and expected in result.reason
     assert result.notebook is None and result.seconds < 2
     assert not (workdir / ".home").exists()  # nothing was started
+
+
+READ_PROBE = """
+import json, os
+def read(path):
+    try:
+        return open(path).read()
+    except OSError as exc:
+        return exc.strerror
+def listing(path):
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        return exc.strerror
+with open("written.txt", "w") as f:
+    f.write("by the student")
+print(json.dumps({{
+    "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()],
+    "files": {{name: read(path) for name, path in {files!r}.items()}},
+    "folders": {{name: listing(path) for name, path in {folders!r}.items()}},
+}}))"""
+
+
+@needs_namespaces
+def test_as_a_uid_the_student_reads_neither_hidden_paths_nor_other_workdirs(open_folder):
+    solutions, gradebook, public = (
+        open_folder / "solutions",
+        open_folder / "grades.csv",
+        open_folder / "public.txt",
+    )
+    solutions.mkdir()
+    (solutions / "answer.py").write_text("ANSWER = 42")
+    gradebook.write_text("s042,100")
+    public.write_text("course notes")  # world-readable and not hidden: the control
+    other = open_folder / "other-student"
+    other.mkdir()
+    (other / "submission.ipynb").write_text("their work")
+    os.chown(other, OTHER_UID, OTHER_UID)
+    other.chmod(0o700)
+    files = {
+        "answer": str(solutions / "answer.py"),
+        "gradebook": str(gradebook),
+        "public": str(public),
+        "other": str(other / "submission.ipynb"),
+    }
+    folders = {"solutions": str(solutions), "other": str(other)}
+    path, workdir = make_notebook(open_folder, READ_PROBE.format(files=files, folders=folders))
+    hide = [solutions, gradebook, open_folder / "no-such-file"]
+    result = run_notebook(path, workdir, Limits(timeout=60), hide=hide, uid=STUDENT_UID)
+    assert (result.status, result.reason) == ("ok", "")
+    seen = json.loads(stdout(result.notebook))
+    assert seen["ids"] == [STUDENT_UID, STUDENT_UID, STUDENT_UID, []]
+    assert seen["files"] == {
+        "answer": "No such file or directory",  # the folder is an empty tmpfs
+        "gradebook": "",  # /dev/null
+        "public": "course notes",
+        "other": "Permission denied",
+    }
+    assert seen["folders"] == {"solutions": [], "other": "Permission denied"}
+    assert result.isolation["user"] == f"uid {STUDENT_UID}, no groups"
+    assert result.isolation["hidden"] == "2 paths hidden"  # the missing one is skipped
+    info = workdir.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (STUDENT_UID,) * 2 + (0o700,)
+    assert (workdir / ".home" / "tmp").stat().st_uid == STUDENT_UID
+    assert (workdir / "written.txt").read_text() == "by the student"  # the caller still reads
+    assert solutions.joinpath("answer.py").read_text() == "ANSWER = 42"  # hidden, not harmed
+    shutil.rmtree(workdir)  # and deletes
+    assert not workdir.exists()
+    assert survivors(workdir) == []
+
+
+@needs_namespaces
+def test_as_a_uid_a_notebook_runs_in_a_workdir_under_a_folder_it_cannot_search(tmp_path):
+    # tmp_path lies under root's 0700 folder, like the interpreter under /root here: the
+    # sandbox binds what the run needs into a tmpfs over it. A hidden file inside the workdir
+    # stays hidden through that bind.
+    plot = """
+import os
+import matplotlib.pyplot as plt
+import numpy as np
+plt.plot(np.arange(3))
+plt.savefig("plot.png")
+print(os.getuid(), repr(open("key.txt").read()), sorted(os.listdir("..")))"""
+    path, workdir = make_notebook(tmp_path, plot)
+    (workdir / "key.txt").write_text("the answer key")
+    (tmp_path / "neighbour.txt").write_text("not needed by the run")
+    result = run_notebook(
+        path, workdir, Limits(timeout=60), hide=[workdir / "key.txt"], uid=STUDENT_UID
+    )
+    assert (result.status, result.reason) == ("ok", "")
+    assert stdout(result.notebook) == f"{STUDENT_UID} '' ['work']\n"
+    assert (workdir / "plot.png").stat().st_uid == STUDENT_UID
+    assert (workdir / "key.txt").read_text() == "the answer key"
+    assert result.isolation["hidden"] == "1 path hidden"
+
+
+@pytest.mark.parametrize("level", [0, 1], ids=["workdir", "its-parent"])
+def test_a_hide_path_containing_the_workdir_is_refused_before_anything_runs(tmp_path, level):
+    path, workdir = make_notebook(tmp_path, "print('never')")
+    hidden = [workdir, *workdir.parents][level]
+    with pytest.raises(ValueError) as caught:
+        run_notebook(path, workdir, hide=[hidden], uid=STUDENT_UID)
+    assert f"hide path {hidden} contains the workdir {workdir}" in str(caught.value)
+    assert not (workdir / ".home").exists()
+    assert workdir.stat().st_uid == os.geteuid()  # not handed over either
+
+
+@pytest.mark.parametrize("uid", [0, -1, 2**32 - 1, True, "200001"])
+def test_a_uid_that_is_not_an_unprivileged_int_is_refused(tmp_path, uid):
+    path, workdir = make_notebook(tmp_path, "print('never')")
+    with pytest.raises(ValueError, match="uid must be an int"):
+        run_notebook(path, workdir, uid=uid)
+    assert not (workdir / ".home").exists()
