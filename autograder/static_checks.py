@@ -1,5 +1,6 @@
-"""Checks of a submitted notebook made without running it: tampering with the released cells, use
-of the kit's reference implementation, and imports of libraries that do the assignment's work.
+"""Checks of a submitted notebook made without running it: tampering with the released cells or
+with what the tests share with student code, use of the kit's reference implementation, and
+imports of libraries that do the assignment's work.
 
     flags = inspect(submitted, released, policy("a1_convolution"))
 
@@ -10,6 +11,21 @@ every code cell that is not one of the release's locked cells left unchanged: th
 the cells the student added and any edited locked cell. Its IPython magic and shell lines (`%...`,
 `!...`) are blanked before `ast.parse`; code that still does not parse is not flagged, since it
 fails when run and scores zero by itself.
+
+The hidden tests run in the kernel the student's code ran in, so student code that changes what
+they use would make failing tests pass. It is flagged "tampered" when it
+- monkeypatches a module, builtins included, or anything imported from one: assigns, augments,
+  annotates with a value or deletes an attribute at any depth (`np.testing.assert_allclose = f`,
+  `del np.allclose`), calls setattr or delattr on it, writes its namespace (`vars(np)[k] = f`,
+  `np.__dict__.update(...)`, `__builtins__["abs"] = f`) or writes a container it holds
+  (`grading.TOLERANCES[k] = v`); matplotlib's rcParams and os.environ are settings and allowed;
+- rebinds in the notebook's global scope a name that the release's locked cells import (`grading`,
+  `np`, `rel_error`, ...), by an assignment, def, class, import or loop at module scope, in a
+  function that declares it global, or through globals(). Importing it again as the same thing
+  (`import numpy as np`) is fine; deleting it only makes the tests fail, and is not flagged.
+Not seen: code in strings (exec), a namespace or module reached through a name the text does not
+follow (`g = globals()`, a module passed as an argument), and builtins shadowed by a global name
+(`all = ...`), since students reuse such names (`filter`, `input`, `sum`) for their own values.
 
 Reasons name a cell by its grade_id, or "added cell N" (counting from 1) for a cell the release
 does not have, and say what was found in the student's own code: never the code of a test cell.
@@ -55,6 +71,15 @@ ESCAPE_HATCHES = frozenset({"__closure__", "__wrapped__", "__globals__", "__code
 # The nbgrader metadata that decides how a cell is graded.
 GRADING_KEYS = ("grade", "solution", "locked", "points")
 
+# Containers of settings that student code may write, though modules hold them: matplotlib's
+# rcParams (how plots look) and os.environ (the a4 notebook tells students to set
+# FASHION_MNIST_DIR). Neither holds code or tolerances that a test calls or reads.
+SETTINGS = frozenset({"matplotlib.rcParams", "matplotlib.pyplot.rcParams", "os.environ"})
+# Methods that write to a dict (a namespace or a container); pop and clear also empty lists and sets.
+WRITERS = frozenset(
+    {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
+)
+
 MAGIC = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)
 PIP_INSTALL = re.compile(r"^\s*[%!].*\b(pip|conda|mamba)\b.*\binstall\b", re.MULTILINE)
 
@@ -96,11 +121,12 @@ def inspect(
     flags = list(_tampering(submitted, released))
     ids = {_meta(c).get("grade_id") for c in released.cells} - {None}
     aliases = _aliases(submitted.cells)
+    protected = _protected(released)
     for index, cell in _student_code(submitted, released):
         gid = _meta(cell).get("grade_id")
         cell_id = gid if gid in ids else None
         label = f"cell {gid!r}" if cell_id else f"added cell {index + 1}"
-        flags += _code_flags(cell.source, aliases, rules, label, cell_id)
+        flags += _code_flags(cell.source, aliases, protected, rules, label, cell_id)
     return flags
 
 
@@ -258,7 +284,8 @@ def _walk_scope(nodes: list[ast.AST]) -> Iterator[ast.AST]:
 def _aliases(cells: list[NotebookNode]) -> dict[str, str]:
     """Global names bound to modules or their members by imports and plain assignments, in all
     code cells (the kit's too): cells may run in any order, so every binding counts everywhere."""
-    aliases: dict[str, str] = {}
+    # the kernel binds __builtins__ to the builtins module (or, in some kernels, to its dict)
+    aliases: dict[str, str] = {"__builtins__": "builtins"}
     for cell in cells:
         tree = _parse(cell.source) if cell.cell_type == "code" else None
         for node in _walk_scope(tree.body) if tree else ():
@@ -284,20 +311,28 @@ def _local_aliases(scope: ast.AST, outer: dict[str, str]) -> dict[str, str]:
 
 def _bind(node: ast.AST, aliases: dict[str, str]) -> None:
     """Record the names `node` binds to a dotted path."""
-    if isinstance(node, ast.Import):
-        for a in node.names:
-            top = a.name.split(".")[0]
-            aliases[a.asname or top] = a.name if a.asname else top
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-        for a in node.names:
-            if a.name != "*":
-                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        aliases.update((name, path) for name, path in _import_bindings(node) if path)
     elif isinstance(node, ast.Assign | ast.NamedExpr):
         path = _resolve(node.value, aliases)
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
             if path and isinstance(target, ast.Name):
                 aliases[target.id] = path
+
+
+def _import_bindings(node: ast.Import | ast.ImportFrom) -> Iterator[tuple[str, str | None]]:
+    """(name, dotted path) for each name an import binds; the path is None for a relative import,
+    whose module the text does not say. A star import binds names the text does not say either."""
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            top = a.name.split(".")[0]
+            yield a.asname or top, a.name if a.asname else top
+        return
+    module = None if node.level else node.module
+    for a in node.names:
+        if a.name != "*":
+            yield a.asname or a.name, f"{module}.{a.name}" if module else None
 
 
 def _judge(path: str, rules: Policy) -> str | None:
@@ -314,7 +349,22 @@ def _judge(path: str, rules: Policy) -> str | None:
     return None
 
 
-class _Finder(ast.NodeVisitor):
+class _Scoped(ast.NodeVisitor):
+    """A visitor that sees each function or lambda with its own aliases (`self.aliases`)."""
+
+    aliases: dict[str, str]
+
+    def visit_scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        """Visit a function with its own aliases: its parameters and locals shadow global ones."""
+        outer = self.aliases
+        self.aliases = _local_aliases(node, outer)
+        self.generic_visit(node)
+        self.aliases = outer
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_scope
+
+
+class _Finder(_Scoped):
     """Collects what a cell's code imports or uses that `rules` forbid, as {finding: flag}."""
 
     def __init__(self, aliases: dict[str, str], rules: Policy) -> None:
@@ -334,15 +384,6 @@ class _Finder(ast.NodeVisitor):
         if node.module and not node.level:
             for a in node.names:
                 self.check(f"{node.module}.{a.name}", "imports")
-
-    def visit_scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
-        """Visit a function with its own aliases: its parameters and locals shadow global ones."""
-        outer = self.aliases
-        self.aliases = _local_aliases(node, outer)
-        self.generic_visit(node)
-        self.aliases = outer
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_scope
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         path = _resolve(node, self.aliases)
@@ -383,14 +424,234 @@ def _is_getattr(node: ast.Call) -> bool:
     return isinstance(node.func, ast.Name) and node.func.id == "getattr"
 
 
+# --- patches ---------------------------------------------------------------------------------
+
+
+def _protected(released: NotebookNode) -> dict[str, set[str]]:
+    """The names that the release's locked cells import at module scope, each with the dotted
+    paths it is imported as: the names its tests, visible and hidden, rely on."""
+    protected: dict[str, set[str]] = {}
+    for cell in released.cells:
+        locked = cell.cell_type == "code" and _meta(cell).get("locked")
+        tree = _parse(cell.source) if locked else None
+        for node in _walk_scope(tree.body) if tree else ():
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for name, path in _import_bindings(node):
+                    protected.setdefault(name, set()).update({path} - {None})
+    return protected
+
+
+def _rebind(name: str) -> str:
+    """The finding of a global rebinding of `name`."""
+    return f"rebinds {name}, which the notebook's tests use"
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    """The value of a string constant, else None."""
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _literal_keys(call: ast.Call) -> list[str]:
+    """The keys a dict method call names literally: keyword names, string keys of a dict display
+    and a string first argument (`update(a=1)`, `update({"a": 1})`, `setdefault("a", 1)`)."""
+    keys = [k.arg for k in call.keywords if k.arg]
+    first = call.args[0] if call.args else None
+    if isinstance(first, ast.Dict):
+        keys += [k for k in map(_literal, first.keys) if k]
+    elif _literal(first):
+        keys.append(_literal(first))
+    return keys
+
+
+def _is_builtin(node: ast.AST, name: str, aliases: dict[str, str]) -> bool:
+    """Whether `node` names the builtin `name`: by its own name unless that is rebound to a
+    module path, or through the builtins module."""
+    if isinstance(node, ast.Name) and node.id == name:
+        return name not in aliases
+    return _resolve(node, aliases) == f"builtins.{name}"
+
+
+def _is_setting(path: str) -> bool:
+    """Whether `path` is one of the SETTINGS or inside one."""
+    return any(path == s or path.startswith(s + ".") for s in SETTINGS)
+
+
+def _namespace(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """The module whose namespace `node` is, or None: m for `vars(m)` and `m.__dict__`, builtins
+    for anything that resolves to it (`__builtins__` may be the module's dict)."""
+    if isinstance(node, ast.Call) and _is_builtin(node.func, "vars", aliases) and node.args:
+        return _resolve(node.args[0], aliases)
+    if isinstance(node, ast.Attribute) and node.attr == "__dict__":
+        return _resolve(node.value, aliases)
+    return "builtins" if _resolve(node, aliases) == "builtins" else None
+
+
+def _is_globals(node: ast.AST, aliases: dict[str, str]) -> bool:
+    """Whether `node` is a call of globals(): the notebook's global namespace."""
+    return isinstance(node, ast.Call) and _is_builtin(node.func, "globals", aliases)
+
+
+def _attribute_write(
+    node: ast.Call, aliases: dict[str, str]
+) -> tuple[ast.AST, ast.AST | None, bool] | None:
+    """(owner, name, deleting) of a call that sets or deletes an attribute, else None:
+    `setattr(owner, name, v)`, `delattr(owner, name)`, `owner.__setattr__(name, v)`,
+    `owner.__delattr__(name)` and `object.__setattr__(owner, name, v)`."""
+    func, args = node.func, node.args
+    for builtin, deleting in (("setattr", False), ("delattr", True)):
+        if _is_builtin(func, builtin, aliases) and args:
+            return args[0], args[1] if len(args) > 1 else None, deleting
+    if not (isinstance(func, ast.Attribute) and func.attr in ("__setattr__", "__delattr__")):
+        return None
+    deleting = func.attr == "__delattr__"
+    if _is_builtin(func.value, "object", aliases):  # the unbound method: the owner comes first
+        return (args[0], args[1] if len(args) > 1 else None, deleting) if args else None
+    return func.value, args[0] if args else None, deleting
+
+
+class _Patches(_Scoped):
+    """Collects how a cell's code changes what the tests share with it in the kernel: modules and
+    what they hold (builtins included), and, through globals(), the `protected` names."""
+
+    def __init__(self, aliases: dict[str, str], protected: dict[str, set[str]]) -> None:
+        self.aliases, self.protected = aliases, protected
+        self.found: list[str] = []
+
+    def add(self, finding: str) -> None:
+        if finding not in self.found:
+            self.found.append(finding)
+
+    def member(self, path: str, name: str | None, deleting: bool) -> None:
+        """The attribute `name` of `path` (None: named at run time) is set or deleted."""
+        target = f"{path}.{name}" if name else path
+        if not _is_setting(target):
+            what = target if name else f"an attribute of {path}"
+            self.add(f"{'deletes' if deleting else 'monkeypatches'} {what}")
+
+    def attribute(self, owner: ast.AST, name: str | None, deleting: bool) -> None:
+        """`owner.name` is set or deleted: a patch if `owner` is a module or from one."""
+        path = _resolve(owner, self.aliases)
+        if path:
+            self.member(path, name, deleting)
+
+    def item(self, container: ast.AST, key: str | None, deleting: bool) -> None:
+        """`container[key]` is set or deleted (key None: not a literal string)."""
+        module = _namespace(container, self.aliases)
+        path = _resolve(container, self.aliases)
+        if module:
+            self.member(module, key, deleting)
+        elif _is_globals(container, self.aliases):
+            if key in self.protected:
+                self.add(_rebind(key))
+        elif path and not _is_setting(path):
+            self.add(f"{'deletes from' if deleting else 'monkeypatches'} {path}[...]")
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        """A bare annotation (`np.x: int`) assigns nothing: its target is not visited."""
+        if node.value is None:
+            self.visit(node.annotation)
+        else:
+            self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.ctx, ast.Store | ast.Del):
+            self.attribute(node.value, node.attr, isinstance(node.ctx, ast.Del))
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.ctx, ast.Store | ast.Del):
+            self.item(node.value, _literal(node.slice), isinstance(node.ctx, ast.Del))
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        write = _attribute_write(node, self.aliases)
+        if write:
+            owner, name, deleting = write
+            self.attribute(owner, _literal(name), deleting)
+        elif isinstance(node.func, ast.Attribute) and node.func.attr in WRITERS:
+            for key in _literal_keys(node) or [None]:
+                self.item(node.func.value, key, deleting=False)
+        self.generic_visit(node)
+
+
+def _other_bindings(node: ast.AST) -> Iterator[tuple[str, str | None]]:
+    """(name, path) for the names `node` binds other than as a Name target: imports (path as
+    imported), defs, classes, `except ... as` and match captures (path None)."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        yield from _import_bindings(node)
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        yield node.name, None
+    elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+        yield node.name, None
+
+
+def _scope_bindings(
+    body: list[ast.stmt], aliases: dict[str, str]
+) -> Iterator[tuple[str, str | None]]:
+    """(name, path) for every name that the statements `body` bind in their own scope: path is
+    the dotted path an import or plain assignment binds it to, None for anything else."""
+    skip: set[int] = set()  # Name targets already yielded, or that bind nothing in this scope
+    for node in _walk_scope(body):
+        if isinstance(node, ast.Assign | ast.NamedExpr):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t for t in targets if isinstance(t, ast.Name)]
+            skip.update(map(id, names))
+            yield from ((t.id, _resolve(node.value, aliases)) for t in names)
+        elif isinstance(node, ast.comprehension):  # its variables are local to the comprehension
+            skip.update(map(id, ast.walk(node.target)))
+        elif isinstance(node, ast.AnnAssign) and node.value is None:  # a bare annotation
+            skip.add(id(node.target))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            if id(node) not in skip:
+                yield node.id, None
+        else:
+            yield from _other_bindings(node)
+
+
+def _declared_global(body: list[ast.stmt]) -> set[str]:
+    """The names that a function body declares global."""
+    return {name for n in _walk_scope(body) if isinstance(n, ast.Global) for name in n.names}
+
+
+def _rebinds(
+    tree: ast.Module, aliases: dict[str, str], protected: dict[str, set[str]]
+) -> Iterator[str]:
+    """A finding for each `protected` name that the cell binds in the notebook's global scope to
+    anything but what the release imports it as: at module scope, or in a function that declares
+    it global."""
+    scopes = [(tree.body, set(protected))]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            scopes.append((node.body, _declared_global(node.body)))
+    for body, names in scopes:
+        for name, path in _scope_bindings(body, aliases):
+            if name in names and name in protected and path not in protected[name]:
+                yield _rebind(name)
+
+
+def _patches(
+    tree: ast.Module, aliases: dict[str, str], protected: dict[str, set[str]]
+) -> list[str]:
+    """The findings of a cell's code that changes what the tests share with it in the kernel."""
+    visitor = _Patches(aliases, protected)
+    visitor.visit(tree)
+    return visitor.found + [r for r in _rebinds(tree, aliases, protected) if r not in visitor.found]
+
+
 WHY = {
+    TAMPERED: "tests run in the same kernel and would see the change",
     REFERENCE_USE: "the kit's reference implementation, or a way around its guard",
     FORBIDDEN_LIBRARY: "a library that does the assignment's work",
 }
 
 
 def _code_flags(
-    source: str, aliases: dict[str, str], rules: Policy, label: str, cell_id: str | None
+    source: str,
+    aliases: dict[str, str],
+    protected: dict[str, set[str]],
+    rules: Policy,
+    label: str,
+    cell_id: str | None,
 ) -> list[Flag]:
     """The flags of one cell of student code: at most one per flag name, listing its findings."""
     found: dict[str, str] = {}
@@ -398,11 +659,12 @@ def _code_flags(
         found["installs packages"] = FORBIDDEN_LIBRARY
     tree = _parse(source)
     if tree:
+        found.update(dict.fromkeys(_patches(tree, aliases, protected), TAMPERED))
         finder = _Finder(aliases, rules)
         finder.visit(tree)
         found.update(finder.found)
     flags = []
-    for name in (REFERENCE_USE, FORBIDDEN_LIBRARY):
+    for name in (TAMPERED, REFERENCE_USE, FORBIDDEN_LIBRARY):
         what = [finding for finding, flag in found.items() if flag == name]
         if what:
             reason = f"{label} {'; '.join(what)} ({WHY[name]})"

@@ -1,5 +1,6 @@
-"""Static checks of submissions: tampering, reference use and forbidden libraries, on the real
-released notebooks filled with the instructor's solutions."""
+"""Static checks of submissions: tampering (with cells, modules or the names the tests import),
+reference use and forbidden libraries, on the real released notebooks filled with the instructor's
+solutions."""
 
 from __future__ import annotations
 
@@ -169,7 +170,7 @@ CHEATS = {
         "im2col",
     ),
     "private of helper": (
-        append_to("im2col", "grading._guard._forbidden.clear()"),
+        append_to("im2col", "forbidden = grading._guard._forbidden"),
         "reference-use",
         "im2col",
     ),
@@ -305,8 +306,253 @@ def test_a4_policy_allows_the_training_stack():
     assert [f.name for f in strict] == ["reference-use"]
 
 
+def test_clearing_the_guard_is_reference_use_and_a_patch(a1):
+    flags = flags_after(a1, append_to("im2col", "grading._guard._forbidden.clear()"))
+    assert [(f.name, f.cell) for f in flags] == [
+        ("tampered", "im2col"),
+        ("reference-use", "im2col"),
+    ]
+    assert "cnn_core.grading._guard._forbidden" in flags[0].reason
+
+
+# --- monkeypatching ------------------------------------------------------------------------------
+
+# name: (mutation, grade_id of the flagged cell or None for an added one, what the reason names)
+PATCHES = {
+    "module attribute": (
+        append_to("conv1d", "np.allclose = lambda *a, **k: True"),
+        "conv1d",
+        "monkeypatches numpy.allclose",
+    ),
+    "submodule attribute": (
+        add_cell("np.testing.assert_allclose = print"),
+        None,
+        "monkeypatches numpy.testing.assert_allclose",
+    ),
+    "kit helper": (
+        append_to("im2col", "grading.check_close = lambda *a, **k: None"),
+        "im2col",
+        "monkeypatches cnn_core.grading.check_close",
+    ),
+    "full kit path": (
+        add_cell("import cnn_core.gradcheck\ncnn_core.gradcheck.rel_error = lambda a, b: 0.0"),
+        None,
+        "monkeypatches cnn_core.gradcheck.rel_error",
+    ),
+    "alias by assignment": (
+        add_cell("g = grading\ng.check_close = print"),
+        None,
+        "monkeypatches cnn_core.grading.check_close",
+    ),
+    "imported function": (
+        add_cell("check_gradients.tolerance = 1.0"),
+        None,
+        "monkeypatches cnn_core.gradcheck.check_gradients.tolerance",
+    ),
+    "inside a function": (
+        append_to("conv1d", "def cheat():\n    np.allclose = lambda *a: True"),
+        "conv1d",
+        "monkeypatches numpy.allclose",
+    ),
+    "augmented": (add_cell("np.pi += 1"), None, "monkeypatches numpy.pi"),
+    "annotated": (add_cell("np.allclose: object = print"), None, "monkeypatches numpy.allclose"),
+    "tuple target": (add_cell("np.allclose, x = print, 1"), None, "monkeypatches numpy.allclose"),
+    "del": (add_cell("del np.allclose"), None, "deletes numpy.allclose"),
+    "import_module": (
+        add_cell('import importlib\nimportlib.import_module("numpy").allclose = print'),
+        None,
+        "monkeypatches numpy.allclose",
+    ),
+    "setattr": (add_cell('setattr(np, "allclose", print)'), None, "monkeypatches numpy.allclose"),
+    "setattr of a name built at run time": (
+        add_cell('setattr(np, "all" + "close", print)'),
+        None,
+        "monkeypatches an attribute of numpy",
+    ),
+    "setattr through getattr": (
+        add_cell('setattr(getattr(np, "testing"), "assert_allclose", print)'),
+        None,
+        "monkeypatches numpy.testing.assert_allclose",
+    ),
+    "object.__setattr__": (
+        add_cell('object.__setattr__(np, "allclose", print)'),
+        None,
+        "monkeypatches numpy.allclose",
+    ),
+    "module.__setattr__": (
+        add_cell('np.__setattr__("allclose", print)'),
+        None,
+        "monkeypatches numpy.allclose",
+    ),
+    "delattr": (
+        add_cell('delattr(grading, "check_close")'),
+        None,
+        "deletes cnn_core.grading.check_close",
+    ),
+    "vars": (add_cell('vars(np)["allclose"] = print'), None, "monkeypatches numpy.allclose"),
+    "__dict__": (add_cell('np.__dict__["allclose"] = print'), None, "monkeypatches numpy.allclose"),
+    "__dict__.update": (
+        add_cell("np.__dict__.update(allclose=print)"),
+        None,
+        "monkeypatches numpy.allclose",
+    ),
+    "vars().update with a dict": (
+        add_cell('vars(grading).update({"check_close": print})'),
+        None,
+        "monkeypatches cnn_core.grading.check_close",
+    ),
+    "container of a module": (
+        add_cell("grading.TOLERANCES[np.dtype(np.float64)] = (1.0, 1.0)"),
+        None,
+        "monkeypatches cnn_core.grading.TOLERANCES",
+    ),
+    "container of a module, by method": (
+        add_cell("tolerances = grading.TOLERANCES\ntolerances.update({})"),
+        None,
+        "monkeypatches cnn_core.grading.TOLERANCES",
+    ),
+    "builtins": (
+        add_cell("import builtins\nbuiltins.abs = lambda x: 0"),
+        None,
+        "monkeypatches builtins.abs",
+    ),
+    "builtins by setattr": (
+        add_cell('import builtins as b\nsetattr(b, "AssertionError", Warning)'),
+        None,
+        "monkeypatches builtins.AssertionError",
+    ),
+    "__builtins__ attribute": (
+        add_cell("__builtins__.abs = lambda x: 0"),
+        None,
+        "monkeypatches builtins.abs",
+    ),
+    "__builtins__ item": (
+        add_cell('__builtins__["abs"] = lambda x: 0'),
+        None,
+        "monkeypatches builtins.abs",
+    ),
+    "__builtins__ namespace": (
+        add_cell("__builtins__.__dict__.update(all=lambda *a: True)"),
+        None,
+        "monkeypatches builtins.all",
+    ),
+    # rebinding, in the notebook's global scope, a name that the locked cells import
+    "def": (
+        add_cell("def rel_error(a, b):\n    return 0.0"),
+        None,
+        "rebinds rel_error, which the notebook's tests use",
+    ),
+    "assignment": (append_to("conv1d", "grading = None"), "conv1d", "rebinds grading"),
+    "other module": (add_cell("import math as np"), None, "rebinds np"),
+    "other function": (
+        add_cell("from numpy import isclose as check_gradients"),
+        None,
+        "rebinds check_gradients",
+    ),
+    "class": (add_cell("class numerical_gradient:\n    pass"), None, "rebinds numerical_gradient"),
+    "loop variable": (add_cell("for plt in range(3):\n    pass"), None, "rebinds plt"),
+    "walrus": (add_cell("(np := None)"), None, "rebinds np"),
+    "global in a function": (
+        append_to("conv1d", "def f():\n    global rel_error\n    rel_error = abs"),
+        "conv1d",
+        "rebinds rel_error",
+    ),
+    "globals()": (add_cell('globals()["rel_error"] = abs'), None, "rebinds rel_error"),
+    "globals().update": (add_cell("globals().update(grading=None)"), None, "rebinds grading"),
+}
+
+
+@pytest.mark.parametrize("name", PATCHES)
+def test_patch_is_flagged(a1, name):
+    mutate, grade_id, what = PATCHES[name]
+    flags = flags_after(a1, mutate)
+    assert [(f.name, f.cell) for f in flags] == [("tampered", grade_id)]
+    assert what in flags[0].reason
+    assert (f"'{grade_id}'" if grade_id else "added cell") in flags[0].reason
+
+
+def test_patches_of_one_cell_make_one_flag_naming_each(a1):
+    flags = flags_after(a1, append_to("conv1d", "np.allclose = print\ngrading = None"))
+    assert [(f.name, f.cell) for f in flags] == [("tampered", "conv1d")]
+    assert "numpy.allclose" in flags[0].reason and "rebinds grading" in flags[0].reason
+
+
+def test_patch_in_an_edited_test_cell_is_a_second_tampered_flag(a1):
+    flags = flags_after(a1, append_to("test_conv1d", "np.allclose = print"))
+    assert [(f.name, f.cell) for f in flags] == [
+        ("tampered", "test_conv1d"),
+        ("tampered", "test_conv1d"),
+    ]
+    assert "numpy.allclose" in flags[1].reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # attributes of the student's own objects
+        "class Model:\n    def __init__(self):\n        self.w = 1\nmodel = Model()\nmodel.lr = 0.1",
+        "import types\ncache = types.SimpleNamespace()\ncache.x = 1\nopt = types.SimpleNamespace()"
+        "\nopt.lr = 0.1",
+        "class A:\n    def __init__(self, **kw):\n        self.__dict__.update(kw)\n"
+        "        vars(self)['b'] = 2\n        setattr(self, 'c', 3)\n        object.__setattr__(self, 'd', 4)",
+        "fig, ax = plt.subplots()\nfig.tight_layout()\nplt.close(fig)",
+        # numpy arrays and other containers of the student's
+        "x = np.zeros((2, 3))\nx[0] = 1\nout = np.zeros((2, 3))\nfor i in range(3):\n"
+        "    out[:, i] = x[:, i]\nd = {}\nd.update(a=1)\ndel d['a']",
+        # calls are not patches
+        "np.random.seed(0)\nnp.set_printoptions(precision=3)",
+        # settings
+        'plt.rcParams["figure.dpi"] = 100\nplt.rcParams.update({"font.size": 9})',
+        "import matplotlib as mpl\nfrom matplotlib import rcParams\nmpl.rcParams['lines.linewidth'] = 2"
+        "\nrcParams['axes.grid'] = True",
+        "import os\nos.environ['FASHION_MNIST_DIR'] = '/data/fashion-mnist'",
+        # locals named like modules or like the tests' names
+        "def f(x):\n    np = x\n    np.allclose = None\n    grading = x\n    grading.check_close = 1"
+        "\n    rel_error = 0\n    return np, rel_error",
+        "def g(rel_error, grading):\n    rel_error.x = 1\n    setattr(grading, 'y', 2)",
+        "lambda np: setattr(np, 'x', 1)",
+        "[grading for grading in range(3)]\n{np: 1 for np in range(2)}",
+        "class Config:\n    np = 1\n    grading = 'strict'",
+        # the same bindings again
+        "import numpy as np\nfrom cnn_core import grading\nfrom matplotlib import pyplot as plt",
+        "import numpy\nnp = numpy\nrel_error = rel_error\nfrom cnn_core import gradcheck"
+        "\ncheck_gradients = gradcheck.check_gradients",
+        # names the locked cells do not import
+        "def my_rel_error(a, b):\n    return 0.0\ncheck_close = None\nref = 1\nnumpy = 2",
+        "np.x: int",  # a bare annotation assigns nothing
+    ],
+)
+def test_ordinary_code_is_not_a_patch(a1, code):
+    assert flags_after(a1, append_to("conv1d", code)) == []
+
+
+@pytest.mark.parametrize(
+    ("assignment", "code", "rebound"),
+    [
+        ("a2_pooling_dropout", "def numerical_gradient(f, x):\n    return x", "numerical_gradient"),
+        ("a3_backprop", "ref = None", "ref"),  # imported by locked test cells, not by setup
+        ("a3_backprop", "from matplotlib.patches import Rectangle as Circle", "Circle"),
+        ("a3_backprop", "grading = None", None),  # a3's locked cells do not import grading
+        ("a4_train_cnn", "def fit(*args, **kwargs):\n    return None", "fit"),
+        ("a4_train_cnn", "History = dict", "History"),
+        ("a4_train_cnn", "from cnn_core import nn as _nn\nimport warnings", None),
+    ],
+)
+def test_protected_names_come_from_the_release(assignment, code, rebound):
+    nb = filled(assignment)
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    flags = inspect(nb, read("assignments", assignment), policy(assignment))
+    if rebound is None:
+        assert flags == []
+    else:
+        assert [(f.name, f.cell) for f in flags] == [("tampered", None)]
+        assert f"rebinds {rebound}," in flags[0].reason
+
+
 def test_reasons_never_show_hidden_tests(a1):
     hidden = hidden_lines(A1)
     assert hidden, "the source notebook has hidden tests"
-    reasons = [f.reason for mutate, _, _ in CHEATS.values() for f in flags_after(a1, mutate)]
+    mutations = [m for m, _, _ in CHEATS.values()] + [m for m, _, _ in PATCHES.values()]
+    mutations.append(append_to("test_conv2d_forward", "np.allclose = print"))
+    reasons = [f.reason for mutate in mutations for f in flags_after(a1, mutate)]
     assert not [line for line in hidden for reason in reasons if line in reason]
