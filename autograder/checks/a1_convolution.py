@@ -1,0 +1,344 @@
+"""Output checks of a1_convolution: every graded function and every answer variable, on hidden
+per-student cases (see autograder.outputs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from autograder.outputs import Case, Check
+from cnn_core import arith, zoo
+from cnn_core import functional as ref
+
+DTYPES = (np.float64, np.float32)
+
+
+def _conv_geometry(rng: np.random.Generator, fixed: dict, t: int, max_k: int = 5) -> dict:
+    """Shapes, stride and padding of one convolution case; `fixed` overrides drawn values."""
+    g = {
+        "dtype": DTYPES[t % 2],
+        "N": fixed.get("N", int(rng.integers(1, 4))),
+        "C": int(rng.integers(1, 4)),
+        "F": int(rng.integers(1, 5)),
+        "H": int(rng.integers(3, 10)),
+        "W": int(rng.integers(3, 10)),
+        "S": fixed.get("S", int(rng.integers(1, 4))),
+        "P": fixed.get("P", int(rng.integers(0, 3))),
+    }
+    g["KH"] = int(rng.integers(1, min(max_k, g["H"] + 2 * g["P"]) + 1))
+    g["KW"] = int(rng.integers(1, min(max_k, g["W"] + 2 * g["P"]) + 1))
+    g["OH"] = (g["H"] + 2 * g["P"] - g["KH"]) // g["S"] + 1
+    g["OW"] = (g["W"] + 2 * g["P"] - g["KW"]) // g["S"] + 1
+    return g
+
+
+def _conv_label(g: dict) -> str:
+    return (
+        f"{np.dtype(g['dtype']).name}, batch {g['N']}, C={g['C']}, F={g['F']}, "
+        f"{g['KH']}x{g['KW']} filter, stride {g['S']}, padding {g['P']}"
+    )
+
+
+FIXED_2D = ({"N": 1}, {"S": 3}, {"S": 2, "P": 2}, {"P": 1}, {}, {})
+
+
+def _conv_cases(rng: np.random.Generator) -> list[Case]:
+    """Convolutions with random shapes: x, w, b, dout and the im2col matrix's cotangent y."""
+    cases = []
+    for t, fixed in enumerate(FIXED_2D):
+        g = _conv_geometry(rng, fixed, t)
+        dtype = g["dtype"]
+        args = {
+            "x": rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(dtype),
+            "w": rng.standard_normal((g["F"], g["C"], g["KH"], g["KW"])).astype(dtype),
+            "b": rng.standard_normal(g["F"]).astype(dtype),
+            "dout": rng.standard_normal((g["N"], g["F"], g["OH"], g["OW"])).astype(dtype),
+            "y": rng.standard_normal(
+                (g["C"] * g["KH"] * g["KW"], g["N"] * g["OH"] * g["OW"])
+            ).astype(dtype),
+        } | {k: g[k] for k in ("S", "P", "KH", "KW")}
+        cases.append(Case(args, _conv_label(g)))
+    return cases
+
+
+def _conv1d_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for t in range(6):
+        dtype = DTYPES[t % 2]
+        S, P = (3, 2) if t == 0 else (int(rng.integers(1, 4)), int(rng.integers(0, 3)))
+        L = int(rng.integers(4, 16))
+        K = int(rng.integers(1, min(5, L + 2 * P) + 1))
+        args = {
+            "x": rng.standard_normal(L).astype(dtype),
+            "f": rng.standard_normal(K).astype(dtype),
+            "S": S,
+            "P": P,
+        }
+        cases.append(
+            Case(args, f"{np.dtype(dtype).name}, length {L}, filter {K}, stride {S}, padding {P}")
+        )
+    return cases
+
+
+def _conv1d_expected(case: Case) -> dict:
+    a = case.args
+    zero = np.zeros(1, a["x"].dtype)
+    out, _ = ref.conv1d_forward(a["x"][None, None], a["f"][None, None], zero, a["S"], a["P"])
+    return {"y": out[0, 0]}
+
+
+def _size_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for _ in range(10):
+        S, P = int(rng.integers(1, 5)), int(rng.integers(0, 4))
+        n = int(rng.integers(1, 300))
+        k = int(rng.integers(1, n + 2 * P + 1))
+        cases.append(Case({"n": n, "k": k, "S": S, "P": P}, f"stride {S}, padding {P}"))
+    return cases
+
+
+def _conv_forward_expected(case: Case) -> dict:
+    a = case.args
+    out, _ = ref.conv2d_forward(a["x"], a["w"], a["b"], stride=a["S"], padding=a["P"])
+    return {"out": out}
+
+
+def _conv_backward_expected(case: Case) -> dict:
+    a = case.args
+    _, cache = ref.conv2d_forward(a["x"], a["w"], a["b"], stride=a["S"], padding=a["P"])
+    dx, dw, db = ref.conv2d_backward(a["dout"], cache)
+    return {"dx": dx, "dw": dw, "db": db}
+
+
+def _col2im_expected(case: Case) -> dict:
+    """col2im(y) is the input gradient of a convolution whose weight matrix is the identity."""
+    a = case.args
+    x, y, KH, KW = a["x"], a["y"], a["KH"], a["KW"]
+    N, C, _, _ = x.shape
+    R = C * KH * KW
+    eye = np.eye(R, dtype=x.dtype).reshape(R, C, KH, KW)
+    _, cache = ref.conv2d_forward(np.zeros_like(x), eye, np.zeros(R, x.dtype), a["S"], a["P"])
+    OH, OW = (
+        (x.shape[2] + 2 * a["P"] - KH) // a["S"] + 1,
+        (x.shape[3] + 2 * a["P"] - KW) // a["S"] + 1,
+    )
+    dx, _, _ = ref.conv2d_backward(y.reshape(R, N, OH, OW).transpose(1, 0, 2, 3), cache)
+    return {"x": dx}
+
+
+def _triple(value: Any, what: str) -> tuple:
+    if not (isinstance(value, tuple) and len(value) == 3):
+        raise TypeError(f"{what} should return a tuple (dx, dw, db), got {type(value).__name__}")
+    return value
+
+
+def _conv_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
+    a = case.args
+    result = ns["conv2d_forward"](a["x"], a["w"], a["b"], stride=a["S"], padding=a["P"])
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError("conv2d_forward should return a tuple (out, cache)")
+    dx, dw, db = _triple(ns["conv2d_backward"](a["dout"], result[1]), "conv2d_backward")
+    return {"dx": dx, "dw": dw, "db": db}
+
+
+def _first(value: Any, what: str) -> Any:
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise TypeError(f"{what} should return a tuple (out, cache), got {type(value).__name__}")
+    return value[0]
+
+
+def _answers(
+    grade_id: str, expected: dict[str, Callable[[], Any]], atol: dict[str, float] | None = None
+) -> Check:
+    """A check of answers the notebook stores in variables: each variable is one case, compared
+    exactly or, for a variable named in `atol`, within that absolute tolerance."""
+    atol = atol or {}
+    names = list(expected)
+    return Check(
+        grade_id=grade_id,
+        what="answers",
+        cases=lambda rng: [Case({"name": n, "atol": atol.get(n)}, n) for n in names],
+        run=lambda ns, case: {case.args["name"]: ns[case.args["name"]]},
+        expected=lambda case: {case.args["name"]: expected[case.args["name"]]()},
+        exact_dtype=False,
+    )
+
+
+def _hand_1d(stride: int, padding: int) -> Callable[[], np.ndarray]:
+    x = np.array([[[1, 2, 3, 2, 5, 1]]], dtype=np.float64)
+    f = np.array([[[1, 2]]], dtype=np.float64)
+    return lambda: ref.conv1d_forward(x, f, np.zeros(1), stride, padding)[0][0, 0]
+
+
+def _row(model: str, layer: str, field: str, expand: bool = False) -> Callable[[], Any]:
+    return lambda: np.asarray(getattr(zoo.summary(model, expand=expand).row(layer), field))
+
+
+def _total(model: str) -> Callable[[], int]:
+    return lambda: zoo.summary(model).total_params
+
+
+def _fc_share() -> float:
+    alex = zoo.summary("alexnet")
+    return sum(alex.row(n).params for n in ("fc6", "fc7", "fc8")) / alex.total_params
+
+
+def _inception_branch() -> int:
+    google = zoo.summary("googlenet", expand=True)
+    return google.row("inception3a.5x5_reduce").macs + google.row("inception3a.5x5").macs
+
+
+CONV_FORBID = ("conv2d_forward", "conv2d_backward", "im2col")
+CHECKS = [
+    _answers("test_1d_valid", {"y_valid": _hand_1d(1, 0)}),
+    _answers("test_1d_stride2", {"y_stride2": _hand_1d(2, 0)}),
+    _answers("test_1d_pad1", {"y_pad1": _hand_1d(1, 1)}),
+    Check(
+        "test_conv1d",
+        "conv1d",
+        _conv1d_cases,
+        lambda ns, c: {
+            "y": ns["conv1d"](c.args["x"], c.args["f"], stride=c.args["S"], padding=c.args["P"])
+        },
+        _conv1d_expected,
+        forbid=("conv1d_forward", "conv2d_forward"),
+    ),
+    Check(
+        "test_conv_output_size",
+        "conv_output_size",
+        _size_cases,
+        lambda ns, c: {
+            "n": ns["conv_output_size"](
+                c.args["n"], c.args["k"], stride=c.args["S"], padding=c.args["P"]
+            )
+        },
+        lambda c: {"n": arith.conv_output_size(c.args["n"], c.args["k"], c.args["S"], c.args["P"])},
+    ),
+    _answers(
+        "test_dense",
+        {
+            "conv_params": lambda: arith.conv_params(3, 6, 5),
+            "conv_macs": lambda: arith.conv_macs((3, 32, 32), 6, 5),
+            "dense_params": lambda: arith.linear_params(3 * 32 * 32, 6 * 28 * 28),
+            "dense_macs": lambda: arith.linear_macs(3 * 32 * 32, 6 * 28 * 28),
+        },
+    ),
+    Check(
+        "test_conv2d_forward_naive",
+        "conv2d_forward_naive",
+        _conv_cases,
+        lambda ns, c: {
+            "out": ns["conv2d_forward_naive"](
+                c.args["x"], c.args["w"], c.args["b"], stride=c.args["S"], padding=c.args["P"]
+            )
+        },
+        _conv_forward_expected,
+        forbid=CONV_FORBID,
+    ),
+    Check(
+        "test_im2col",
+        "im2col",
+        _conv_cases,
+        lambda ns, c: {
+            "X_col": ns["im2col"](
+                c.args["x"], c.args["KH"], c.args["KW"], stride=c.args["S"], padding=c.args["P"]
+            )
+        },
+        lambda c: {
+            "X_col": ref.im2col(
+                c.args["x"], (c.args["KH"], c.args["KW"]), (c.args["S"],) * 2, (c.args["P"],) * 2
+            )
+        },
+        forbid=CONV_FORBID,
+    ),
+    Check(
+        "test_conv2d_forward",
+        "conv2d_forward",
+        _conv_cases,
+        lambda ns, c: {
+            "out": _first(
+                ns["conv2d_forward"](
+                    c.args["x"], c.args["w"], c.args["b"], stride=c.args["S"], padding=c.args["P"]
+                ),
+                "conv2d_forward",
+            )
+        },
+        _conv_forward_expected,
+        forbid=CONV_FORBID,
+    ),
+    Check(
+        "test_col2im",
+        "col2im",
+        _conv_cases,
+        lambda ns, c: {
+            "x": ns["col2im"](
+                c.args["y"],
+                c.args["x"].shape,
+                c.args["KH"],
+                c.args["KW"],
+                stride=c.args["S"],
+                padding=c.args["P"],
+            )
+        },
+        _col2im_expected,
+        forbid=CONV_FORBID,
+    ),
+    Check(
+        "test_conv2d_backward",
+        "conv2d_backward",
+        _conv_cases,
+        _conv_backward_run,
+        _conv_backward_expected,
+        forbid=CONV_FORBID,
+    ),
+    _answers(
+        "test_lenet",
+        {
+            "lenet_c1_shape": _row("lenet5", "C1", "output_shape"),
+            "lenet_c1_params": _row("lenet5", "C1", "params"),
+            "lenet_c5_shape": _row("lenet5", "C5", "output_shape"),
+            "lenet_c5_params": _row("lenet5", "C5", "params"),
+            "lenet_f6_params": _row("lenet5", "F6", "params"),
+        },
+    ),
+    _answers(
+        "test_alexnet",
+        {
+            "alexnet_conv1_shape": _row("alexnet", "conv1", "output_shape"),
+            "alexnet_conv1_params": _row("alexnet", "conv1", "params"),
+            "alexnet_conv1_macs": _row("alexnet", "conv1", "macs"),
+            "alexnet_pool1_shape": _row("alexnet", "pool1", "output_shape"),
+            "alexnet_fc6_params": _row("alexnet", "fc6", "params"),
+            "alexnet_fc_fraction": _fc_share,
+        },
+        atol={"alexnet_fc_fraction": 1e-3},
+    ),
+    _answers(
+        "test_vgg",
+        {
+            "vgg_conv1_1_params": _row("vgg16", "conv1_1", "params"),
+            "vgg_conv1_2_macs": _row("vgg16", "conv1_2", "macs"),
+            "vgg_pool5_shape": _row("vgg16", "pool5", "output_shape"),
+            "vgg_fc6_params": _row("vgg16", "fc6", "params"),
+            "vgg_total_params": _total("vgg16"),
+        },
+    ),
+    _answers(
+        "test_stack",
+        {
+            "rf_three_3x3": lambda: arith.receptive_field([(3, 1)] * 3),
+            "rf_one_7x7": lambda: arith.receptive_field([(7, 1)]),
+            "params_three_3x3": lambda: 3 * arith.conv_params(64, 64, 3),
+            "params_one_7x7": lambda: arith.conv_params(64, 64, 7),
+        },
+    ),
+    _answers(
+        "test_inception",
+        {
+            "macs_5x5_direct": lambda: arith.conv_macs((192, 28, 28), 32, 5, padding=2),
+            "macs_5x5_reduced": _inception_branch,
+        },
+    ),
+]

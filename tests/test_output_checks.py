@@ -1,0 +1,278 @@
+"""The output checks of every assignment (autograder.checks.*), run in this process on namespaces
+built from the notebooks: the instructor's solutions score full marks on every check, the released
+notebooks score nothing, wrong implementations lose exactly the right cases, and the messages name
+cases without giving their values."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import cache
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder import outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ("a1_convolution", "a2_pooling_dropout", "a3_backprop")
+# Autograded test cells without an output check, and why: none so far, every test cell of these
+# assignments tests a function or answer variables.
+NOT_COVERED: dict[str, dict[str, str]] = {a: {} for a in ASSIGNMENTS}
+
+
+def _notebook(kind: str, assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / kind / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+@cache
+def _namespace(kind: str, assignment: str) -> dict:
+    """The setup cell and every solution code cell of the notebook, executed in one dict (magic
+    lines dropped). A released answer cell raises NotImplementedError: its names stay undefined,
+    as in the kernel."""
+    ns: dict = {"__name__": f"notebook_{assignment}"}
+    for cell in _notebook(kind, assignment).cells:
+        meta = _meta(cell)
+        if cell.cell_type != "code" or not (
+            meta.get("solution") or meta.get("grade_id") == "setup"
+        ):
+            continue
+        lines = [line for line in cell.source.splitlines() if not line.lstrip().startswith("%")]
+        try:
+            exec(compile("\n".join(lines), meta["grade_id"], "exec"), ns)
+        except NotImplementedError:
+            assert kind == "assignments", f"{assignment}: solution cell {meta['grade_id']} raised"
+    return ns
+
+
+def _score(ns: dict, assignment: str, student: str = "alice") -> dict:
+    """score_outputs of the results of `ns`, round-tripped through JSON as in the notebook."""
+    payload = json.loads(json.dumps({"checks": outputs.results(ns, assignment, student)}))
+    return outputs.score_outputs(assignment, student, payload, "")
+
+
+def _test_cells(assignment: str) -> set[str]:
+    """The grade_ids of the autograded test cells of the source notebook."""
+    return {
+        _meta(c)["grade_id"]
+        for c in _notebook("solutions", assignment).cells
+        if c.cell_type == "code" and _meta(c).get("grade") and not _meta(c).get("solution")
+    }
+
+
+def _checks(assignment: str) -> dict[str, outputs.Check]:
+    return {c.grade_id: c for c in outputs.checks(assignment)}
+
+
+def _cases(assignment: str, grade_id: str, student: str = "alice") -> list[outputs.Case]:
+    check = _checks(assignment)[grade_id]
+    return check.cases(outputs.case_rng(student, assignment, grade_id))
+
+
+def _with(assignment: str, **replaced) -> dict:
+    """The solution namespace with some names replaced (a student's wrong implementations)."""
+    return {**_namespace("solutions", assignment), **replaced}
+
+
+def _leaked_values(assignment: str, scores: dict) -> list[str]:
+    """Array values of any case that appear in the messages (non-integral ones: an integer or 0
+    could be part of a shape or a count)."""
+    leaked = []
+    for grade_id, (_, messages) in scores.items():
+        text = "\n".join(messages)
+        for case in _cases(assignment, grade_id):
+            for value in case.args.values():
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    for v in value.flat[:20]:
+                        if v != round(float(v)) and repr(float(v)) in text:
+                            leaked.append(f"{grade_id}: {float(v)!r}")
+    return leaked
+
+
+# --------------------------------------------------------------------------- the solutions
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_scores_full_marks_on_a_check_per_test_cell(assignment):
+    scores = _score(_namespace("solutions", assignment), assignment)
+    assert {gid: s for gid, s in scores.items() if s != (1.0, [])} == {}
+    assert set(scores) == _test_cells(assignment) - set(NOT_COVERED[assignment])
+    assert set(NOT_COVERED[assignment]) <= _test_cells(assignment)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_results_stay_small(assignment):
+    """The results are displayed in the executed notebook: a few hundred kB at most."""
+    payload = json.dumps(outputs.results(_namespace("solutions", assignment), assignment, "alice"))
+    assert len(payload) < 500_000
+
+
+def _fingerprint(assignment: str, grade_id: str, student: str) -> list:
+    """Every argument of every case of one check, comparable with ==."""
+    return [
+        (name, v.shape, v.dtype.str, v.tobytes()) if isinstance(v, np.ndarray) else (name, repr(v))
+        for case in _cases(assignment, grade_id, student)
+        for name, v in case.args.items()
+    ]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_cases_differ_between_students_and_repeat_for_one(assignment):
+    for grade_id, check in _checks(assignment).items():
+        alice = _fingerprint(assignment, grade_id, "alice")
+        assert alice == _fingerprint(assignment, grade_id, "alice"), grade_id
+        if check.what != "answers":  # the same questions for everyone
+            assert alice != _fingerprint(assignment, grade_id, "bob"), grade_id
+
+
+# --------------------------------------------------------------------------- the release
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_released_notebook_scores_zero_and_says_why(assignment):
+    scores = _score(_namespace("assignments", assignment), assignment)
+    released_tests = {
+        _meta(c)["grade_id"]
+        for c in _notebook("assignments", assignment).cells
+        if c.cell_type == "code" and _meta(c).get("grade")
+    }
+    assert set(scores) == set(_checks(assignment)) and set(scores) <= released_tests
+    for grade_id, (fraction, messages) in scores.items():
+        assert fraction == 0.0, grade_id
+        # a function raises NotImplementedError; an answer cell raised it before defining its
+        # variables, so reading them is a NameError
+        error = "NameError" if _checks(assignment)[grade_id].what == "answers" else "NotImplemented"
+        assert any(f"raised {error}" in m for m in messages), (grade_id, messages)
+        assert messages[-1].endswith(f"0 of {len(_cases(assignment, grade_id))} cases passed")
+    assert _leaked_values(assignment, scores) == []
+
+
+# --------------------------------------------------------------------------- wrong answers
+
+
+def _losses(scores: dict) -> dict[str, float]:
+    return {gid: fraction for gid, (fraction, _) in scores.items() if fraction < 1}
+
+
+def _failing_labels(messages: list[str], cases: list[outputs.Case]) -> set[str]:
+    """The labels of the cases the messages name (each message names one)."""
+    named = set()
+    for m in messages[:-1]:
+        if m.startswith("... and"):
+            continue
+        labels = [c.label for c in cases if re.search(f"with {re.escape(c.label)}([;:]|$)", m)]
+        assert labels, f"a message names no case: {m}"
+        named.update(labels)
+    return named
+
+
+def test_maxpool_ignoring_the_stride_loses_the_strided_cases():
+    a2 = "a2_pooling_dropout"
+    solution = _namespace("solutions", a2)["maxpool_forward"]
+    scores = _score(_with(a2, maxpool_forward=lambda x, k, stride=None: solution(x, k)), a2)
+    losses = _losses(scores)
+    assert set(losses) == {"test_maxpool_forward", "test_maxpool_backward"}
+    for grade_id, fraction in losses.items():
+        assert 0 < fraction < 1, grade_id  # the default-stride cases still pass
+        named = _failing_labels(scores[grade_id][1], _cases(a2, grade_id))
+        assert named and all("stride=" in label for label in named), named
+    assert _leaked_values(a2, scores) == []
+
+
+def test_dropout_backward_ignoring_the_mask_loses_the_training_cases():
+    a2 = "a2_pooling_dropout"
+    scores = _score(_with(a2, dropout_backward=lambda dout, cache: dout.copy()), a2)
+    assert set(_losses(scores)) == {"test_dropout_backward"}
+    cases = _cases(a2, "test_dropout_backward")
+    fraction, messages = scores["test_dropout_backward"]
+    assert fraction == pytest.approx(1 / len(cases))  # only the train=False case passes
+    assert "train=False" not in "\n".join(messages)
+    assert all("dropout_backward: dx wrong with" in m for m in messages[:3])
+
+
+def test_dropout_without_rescaling_loses_every_case_that_drops():
+    a2 = "a2_pooling_dropout"
+    solution = _namespace("solutions", a2)["dropout_forward"]
+
+    def unscaled(x, p, train=True, rng=None):
+        out, cache = solution(x, p, train=train, rng=rng)
+        return out * (1 - p), cache
+
+    scores = _score(_with(a2, dropout_forward=unscaled), a2)
+    fraction, _ = scores["test_dropout_forward"]
+    cases = _cases(a2, "test_dropout_forward")
+    assert fraction == pytest.approx(sum(c.args["p"] == 0 for c in cases) / len(cases))
+    assert _leaked_values(a2, scores) == []
+
+
+def test_another_mask_convention_fails_the_seeded_cases_only():
+    """keep = rng.random(shape) < 1 - p drops as often, but other units than cnn_core's: the
+    statistics case and p = 0 pass, every seeded case with p > 0 fails."""
+    a2 = "a2_pooling_dropout"
+
+    def other_mask(x, p, train=True, rng=None):
+        if not train:
+            return x.copy(), None
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        mask = ((gen.random(x.shape) < 1 - p) / (1 - p)).astype(x.dtype)
+        return x * mask, mask
+
+    scores = _score(_with(a2, dropout_forward=other_mask), a2)
+    fraction, messages = scores["test_dropout_forward"]
+    cases = _cases(a2, "test_dropout_forward")
+    passing = [c for c in cases if c.args["p"] == 0 or "statistics" in c.label]
+    assert len(passing) == 2 and fraction == pytest.approx(2 / len(cases))
+    assert not _failing_labels(messages, cases) & {c.label for c in passing}
+
+
+def test_block_backward_without_the_skip_gradient_loses_the_skip_cases():
+    a3 = "a3_backprop"
+    solution = _namespace("solutions", a3)["block_backward"]
+
+    def no_skip(dout, cache):
+        x, w, z, _ = cache
+        return solution(dout, (x, w, z, False))
+
+    scores = _score(_with(a3, block_backward=no_skip), a3)
+    assert _losses(scores) == {"test_block_backward": 0.5}
+    messages = scores["test_block_backward"][1]
+    named = _failing_labels(messages, _cases(a3, "test_block_backward"))
+    assert named and all("with skip" in label for label in named)
+    assert all(m.startswith("block_backward: dx wrong with") for m in messages[:3])
+    assert _leaked_values(a3, scores) == []
+
+
+def test_a_backward_returning_too_few_gradients_says_what_it_should_return():
+    a3 = "a3_backprop"
+    solution = _namespace("solutions", a3)["two_layer_backward"]
+    scores = _score(_with(a3, two_layer_backward=lambda d, c: solution(d, c)[:4]), a3)
+    assert _losses(scores) == {"test_two_layer_backward": 0.0}
+    messages = scores["test_two_layer_backward"][1]
+    assert (
+        "raised TypeError: two_layer_backward should return a tuple (dx, dw1, db1, dw2, db2)"
+        in (messages[0])
+    )
+    assert "got a tuple of 4 items" in messages[0]
+
+
+def test_wrong_hand_answers_lose_only_their_own_case():
+    a3 = "a3_backprop"
+    scores = _score(_with(a3, dL_dw_hand=0.6, L_hand=math.log(2) + 5e-4), a3)  # a sign error
+    assert _losses(scores) == {"test_hand_answers": 0.8}
+    assert scores["test_hand_answers"][1][0] == "answers: dL_dw_hand wrong with dL_dw_hand"
+
+
+def test_a_reference_call_fails_the_check():
+    from cnn_core import functional as ref
+
+    a3 = "a3_backprop"
+    scores = _score(_with(a3, softmax_cross_entropy=ref.softmax_cross_entropy), a3)
+    fraction, messages = scores["test_softmax_cross_entropy"]
+    assert fraction == 0.0 and "ReferenceUseError" in messages[0]
