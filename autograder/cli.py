@@ -1,7 +1,11 @@
 """The `cnnkit` command line.
 
-cnnkit demo          check every layer on built-in data and show what the kit computes
+cnnkit demo          release an assignment into a temporary course, grade a synthetic class
+cnnkit check         check every layer on built-in data and show what the kit computes
 cnnkit zoo [NAME]    a classic architecture's per-layer table (no NAME: list them)
+cnnkit train         train a named architecture and save its history
+cnnkit release       generate student versions of assignments and prove them
+cnnkit grade         grade a class's submissions of one assignment
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 
-def demo(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> int:
     """Check every op (fast path against loops and numerical gradients), show a network's
     arithmetic and time a convolution. Returns the exit status: 1 if any op fails."""
     from cnn_core import functional, naive, selfcheck, zoo
@@ -72,7 +77,6 @@ def zoo_table(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     """Train a named architecture and write history.json and curves.png into --out."""
-    from pathlib import Path
 
     from cnn_core import nn, optim
     from cnn_core.data import Augmentation, load_dataset
@@ -173,8 +177,6 @@ def _add_train_parser(sub) -> None:
 
 def release_cmd(args: argparse.Namespace) -> int:
     """Release each named assignment (or all), proving every pair; stop at the first failure."""
-    from pathlib import Path
-
     from autograder.release import ReleaseError, assignment_names, release
 
     names = assignment_names() if args.assignment == ["all"] else args.assignment
@@ -190,12 +192,113 @@ def release_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def grade_cmd(args: argparse.Namespace) -> int:
+    """Grade one assignment's submissions; print the summary and where the files are."""
+    from autograder.collect import SubmissionsError
+    from autograder.grade import GradeError, grade
+    from autograder.release import ReleaseError
+    from autograder.sandbox import Limits
+
+    try:
+        limits = Limits(
+            timeout=args.timeout, cell_timeout=min(args.timeout, 300.0), memory_mb=args.memory_mb
+        )
+        batch = grade(
+            args.assignment,
+            Path(args.submissions),
+            Path(args.course),
+            Path(args.out) if args.out else None,
+            args.workers,
+            limits,
+            args.force,
+            progress=not args.quiet,
+        )
+    except (GradeError, SubmissionsError, ReleaseError, ValueError) as err:
+        print(f"cnnkit grade: {err}", file=sys.stderr)
+        return 1
+    _print_batch(batch)
+    return 0
+
+
+def _print_batch(batch) -> None:
+    from autograder.report import summary
+
+    max_score = sum(i.max_points for i in batch.setup.items)
+    reused = len(batch.outcomes) - len(batch.graded_now)
+    print(summary(batch.outcomes, max_score))
+    print(
+        f"\ngraded {len(batch.graded_now)} submissions now, reused {reused} unchanged "
+        f"(--force regrades them)"
+    )
+    print(f"grades:     {batch.out / 'grades.csv'}")
+    print(f"feedback:   {batch.out / 'feedback'}/<student_id>/{batch.setup.assignment}.html")
+    print(f"gradescope: {batch.out / 'gradescope'}/<student_id>/results.json")
+    print(f"gradebook:  {batch.setup.course / 'gradebook.db'} (formgrader, nbgrader export)")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Release an assignment into a temporary course, make a synthetic class of correct,
+    partial, broken and misbehaving submissions, grade it and show the result."""
+    import tempfile
+
+    from autograder.grade import grade
+    from autograder.release import release
+    from autograder.sandbox import Limits
+    from autograder.synthetic import expected, make_class
+
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cnnkit-demo-"))
+    course = root / "course"
+    print(f"releasing {args.assignment} into the course {course} ...")
+    released = release(args.assignment, course, prove_pair=False)
+    subs = make_class(
+        course / "source" / args.assignment, released, args.assignment, root / "submissions"
+    )
+    cls = expected(args.assignment)
+    print(f"a synthetic class of {len(cls)} in {subs}: {', '.join(cls)}\n")
+    limits = Limits(
+        timeout=args.timeout, cell_timeout=args.timeout, memory_mb=2048, max_output_mb=20
+    )
+    batch = grade(
+        args.assignment, subs, course, workers=args.workers, limits=limits, progress=not args.quiet
+    )
+    print(_class_table(batch))
+    _print_batch(batch)
+    wrong = [
+        o.student_id
+        for o in batch.outcomes
+        if (o.status, set(o.flag_names)) != cls[o.student_id]
+    ]
+    if wrong:
+        print(f"\nUNEXPECTED status or flags: {', '.join(wrong)}")
+        return 1
+    return 0
+
+
+def _class_table(batch) -> str:
+    """One line per student: what they did, score, status, flags."""
+    max_score = sum(i.max_points for i in batch.setup.items)
+    lines = [f"{'student':20s} {'score':>11s}  {'status':8s} flags"]
+    for o in batch.outcomes:
+        lines.append(
+            f"{o.student_id:20s} {o.score:5g} / {max_score:<3g}  {o.status:8s} "
+            f"{';'.join(o.flag_names)}"
+        )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnkit", description="CNN course kit")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="check every layer on built-in data and time a convolution")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p = sub.add_parser("demo", help="grade a synthetic class in a temporary course")
+    p.add_argument("--assignment", default="a1_convolution", help="the assignment to grade")
+    p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
+    p.add_argument("--timeout", type=float, default=30.0, help="wall seconds per notebook")
+    p.add_argument("--keep", metavar="DIR", help="build the course here instead of a temp folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
+    p = sub.add_parser("check", help="check every layer on built-in data and time a convolution")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.set_defaults(func=check)
     p = sub.add_parser("zoo", help="per-layer table of a classic architecture")
     p.add_argument("name", nargs="?", help="e.g. lenet5, alexnet, vgg16, resnet50")
     p.add_argument("--expand", action="store_true", help="list the layers inside each block")
@@ -214,7 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-proof", action="store_true", help="skip running the two versions")
     p.set_defaults(func=release_cmd)
+    _add_grade_parser(sub)
     return parser
+
+
+def _add_grade_parser(sub) -> None:
+    p = sub.add_parser("grade", help="grade a class's submissions of one assignment")
+    p.add_argument("assignment", help="e.g. a1_convolution")
+    p.add_argument(
+        "submissions", help="<student_id>/<assignment>/<notebook>.ipynb folders, or a zip"
+    )
+    p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    p.add_argument("--out", help="output folder (default: <course>/grades/<assignment>)")
+    p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
+    p.add_argument("--timeout", type=float, default=600.0, help="wall seconds per notebook")
+    p.add_argument("--memory-mb", type=int, default=2048, help="memory per process, MB")
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=grade_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

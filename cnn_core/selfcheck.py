@@ -1,5 +1,5 @@
 """Every op checked three ways on small random inputs: fast path against the naive loops, and the
-fast backward against numerical gradients. Backs `cnnkit demo` and the test suite.
+fast backward against numerical gradients. Backs `cnnkit check` and the test suite.
 """
 
 from __future__ import annotations

@@ -9,20 +9,20 @@ from autograder.cli import main
 from cnn_core import zoo
 
 
-def test_demo_checks_every_op_and_exits_zero(capsys):
-    assert main(["demo", "--seed", "3"]) == 0
+def test_check_checks_every_op_and_exits_zero(capsys):
+    assert main(["check", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("PASS") == 14 and "FAIL" not in out
     assert "60,840" in out  # LeNet-5's parameter count in the summary table
     assert "all 14 ops pass" in out
 
 
-def test_demo_exits_nonzero_when_an_op_is_wrong(monkeypatch, capsys):
+def test_check_exits_nonzero_when_an_op_is_wrong(monkeypatch, capsys):
     from cnn_core import functional
 
     right = functional.relu_backward
     monkeypatch.setattr(functional, "relu_backward", lambda dout, cache: 2 * right(dout, cache))
-    assert main(["demo"]) == 1
+    assert main(["check"]) == 1
     assert "FAILED: relu" in capsys.readouterr().out
 
 
@@ -47,3 +47,11 @@ def test_console_script_runs():
         check=True,
     )
     assert "C3" in done.stdout and "1,516" in done.stdout
+
+
+def test_demo_grades_a_synthetic_class_as_expected(capsys, tmp_path):
+    """The README's first command: every synthetic student graded as expected, files listed."""
+    assert main(["demo", "--keep", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "full-marks" in out and "38 / 38" in out and "UNEXPECTED" not in out
+    assert (tmp_path / "course" / "grades" / "a1_convolution" / "grades.csv").is_file()

@@ -1,0 +1,11 @@
+"""Checks of a4_train_cnn: the submitted training curve (see autograder.curves). build_model's
+test cell is scored from the notebook; the curve's cells are run on the submitted history.json
+in a trusted process and the curve is compared with a replay of the notebook's training."""
+
+from __future__ import annotations
+
+from autograder.curves import CurveSpec, history_export
+
+CHECKS = []
+CURVE = CurveSpec(items=("test_history_valid", "test_test_accuracy"), figure="final_run")
+EXPORTS = {"replay": history_export(CURVE.variable)}

@@ -1,0 +1,242 @@
+"""Grading a submitted training curve (`history.json`): valid, consistent, and genuine.
+
+An assignment's check module declares a `CURVE` (a CurveSpec). Then:
+
+- The sandbox runs the notebook with `$CNNKIT_REPLAY_ITERATIONS` set, so every `fit` in it stops
+  after the first iterations: the notebook's own training is replayed, briefly, with the seed
+  and configuration its code uses. The submitted curve file is not in the sandbox, so the
+  notebook cannot hand it back. The replayed History comes back as an export (`history_export`).
+- The curve's test cells (the instructor's code, hidden tests included) run on the SUBMITTED
+  file in a trusted process of their own (`_curve_tests.py`), never in the student's kernel: the
+  schema, the consistency checks and the accuracy threshold.
+- `genuine` compares the submission with the replay: the same configuration, and the same first
+  training and validation losses within `cnn_core.grading.CURVE_TOLERANCE`. A curve that differs,
+  or that could not be replayed, is flagged `fabricated-curve` and its items earn nothing.
+- The notebook must show the plotted curves: the figure cell's output must hold an image.
+
+What this cannot see: a notebook whose training function returns a hard-coded History rather
+than calling `fit` replays "correctly"; the replay proves that the curve is what the notebook's
+code produces, not that the code trains.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+
+from autograder.outcome import FlagNote, ItemResult
+from cnn_core.grading import CURVE_TOLERANCE
+from cnn_core.history import History, HistoryError
+
+MB = 2**20
+MAX_CURVE_MB = 20  # a history.json of a few hundred epochs is well under 1 MB
+TEST_TIMEOUT = 300  # seconds for the curve's test cells (they may load the full data set)
+RUNNER = Path(__file__).with_name("_curve_tests.py")
+# What the replay must share with the submission, by configuration key
+SAME_CONFIG = (
+    "seed",
+    "batch_size",
+    "epochs",
+    "eval_every",
+    "val_fraction",
+    "dtype",
+    "optimizer",
+    "schedule",
+    "early_stopping",
+    "augmentation",
+    "normalization",
+    "dataset",
+    "max_iterations",
+)
+MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """file: the curve file students submit; items: the test cells graded on it; setup: the
+    locked cell whose imports those cells need; figure: the cell that must show the plot;
+    variable: the notebook variable holding the final History; replay: iterations replayed."""
+
+    items: tuple[str, ...]
+    file: str = "history.json"
+    setup: str = "setup"
+    figure: str | None = None
+    variable: str = "history"
+    replay: int = 50
+
+
+def history_export(variable: str):
+    """The export (kernel side) of the History in `variable`: losses and configuration."""
+
+    def export(namespace) -> dict[str, Any]:
+        h = namespace[variable]
+        config = json.dumps(h.config, sort_keys=True).encode()
+        return {
+            "train_loss": np.asarray(h.train_loss, dtype=np.float64),
+            "val_iteration": np.asarray(h.val_iteration, dtype=np.int64),
+            "val_loss": np.asarray(h.val_loss, dtype=np.float64),
+            "config": np.frombuffer(config, dtype=np.uint8),
+        }
+
+    return export
+
+
+def grade_curve(
+    spec: CurveSpec,
+    folder: Path,
+    submitted: nbformat.NotebookNode,
+    source: nbformat.NotebookNode,
+    replay: dict[str, np.ndarray] | str,
+    points: dict[str, float],
+) -> tuple[dict[str, ItemResult], list[FlagNote]]:
+    """The results of the curve's items and the curve's flags. `folder`: the student's
+    submission; `replay`: the exported History of the replay, or why there is none;
+    `points`: max points by item."""
+    path = folder / spec.file
+    problem = _file_problem(path, spec.file)
+    if problem:
+        return {g: ItemResult(g, 0.0, points[g], [problem]) for g in spec.items}, []
+    passed = run_curve_tests(source, spec, path)
+    results = {}
+    for gid in spec.items:
+        ok, message = passed.get(gid, (False, "the test did not run"))
+        results[gid] = ItemResult(
+            gid, points[gid] if ok else 0.0, points[gid], [] if ok else [message]
+        )
+    figure = _figure_problem(submitted, spec)
+    if figure:
+        first = spec.items[0]
+        results[first] = ItemResult(first, 0.0, points[first], [*results[first].messages, figure])
+    fabricated = genuine(History.load(path), replay, spec) if _loads(path) else None
+    if not fabricated:
+        return results, []
+    voided = {
+        g: ItemResult(g, 0.0, r.max_points, [*r.messages, f"no points: {fabricated}"])
+        for g, r in results.items()
+    }
+    return voided, [FlagNote("fabricated-curve", fabricated, spec.items[0])]
+
+
+def _file_problem(path: Path, name: str) -> str:
+    if path.is_symlink() or not path.is_file():
+        return f"{name} is missing: run the training cell, which saves it, and submit it"
+    if path.stat().st_size > MAX_CURVE_MB * MB:
+        return f"{name} is over {MAX_CURVE_MB} MB"
+    return ""
+
+
+def _loads(path: Path) -> bool:
+    try:
+        History.load(path)
+    except (HistoryError, OSError, ValueError):
+        return False
+    return True
+
+
+def _figure_problem(nb: nbformat.NotebookNode, spec: CurveSpec) -> str:
+    """Why the submitted notebook lacks the plotted curves ("" when the figure is there)."""
+    if spec.figure is None:
+        return ""
+    cell = next(
+        (c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == spec.figure), None
+    )
+    outputs = cell.get("outputs", []) if cell is not None else []
+    if any("image/png" in o.get("data", {}) for o in outputs):
+        return ""
+    return (
+        f"the notebook does not show the plotted training curves: run the cell "
+        f"{spec.figure!r}, which plots them, before you submit"
+    )
+
+
+def genuine(submitted: History, replay: dict[str, np.ndarray] | str, spec: CurveSpec) -> str:
+    """Why the submitted History is not what a replay of the notebook's training gives ("" when
+    it is): a configuration that differs, or first losses that do not match."""
+    if isinstance(replay, str):
+        return f"not verified: the notebook's training could not be replayed ({replay})"
+    try:
+        config = json.loads(bytes(replay["config"].astype(np.uint8)).decode())
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return "not verified: the replay's configuration could not be read"
+    differ = [k for k in SAME_CONFIG if config.get(k) != submitted.config.get(k)]
+    if differ:
+        return (
+            f"{spec.file} was not made by the notebook's training: its configuration differs "
+            f"in {', '.join(differ)}"
+        )
+    return _losses_differ(submitted, replay, spec)
+
+
+def _losses_differ(submitted: History, replay: dict[str, np.ndarray], spec: CurveSpec) -> str:
+    rtol, atol = CURVE_TOLERANCE
+    ours = np.asarray(replay.get("train_loss", []), dtype=np.float64)
+    n = len(ours)
+    theirs = np.asarray(submitted.train_loss[:n], dtype=np.float64)
+    if n == 0 or len(theirs) < n:
+        return f"{spec.file} has fewer training losses than the replay's {n}"
+    if not np.allclose(theirs, ours, rtol=rtol, atol=atol):
+        first = int(np.argmax(~np.isclose(theirs, ours, rtol=rtol, atol=atol)))
+        return (
+            f"{spec.file} was not made by the notebook's training: the training loss at "
+            f"iteration {first + 1} differs from a replay of the first {n} iterations"
+        )
+    replayed = dict(zip(replay["val_iteration"].tolist(), replay["val_loss"].tolist(), strict=True))
+    for it, loss in zip(submitted.val_iteration, submitted.val_loss, strict=True):
+        if (
+            it in replayed
+            and it < n
+            and not math.isclose(loss, replayed[it], rel_tol=rtol, abs_tol=atol)
+        ):
+            return (
+                f"{spec.file} was not made by the notebook's training: the validation loss at "
+                f"iteration {it} differs from the replay's"
+            )
+    return ""
+
+
+def run_curve_tests(
+    source: nbformat.NotebookNode, spec: CurveSpec, curve: Path
+) -> dict[str, tuple[bool, str]]:
+    """{grade_id: (passed, message)} of the source's curve test cells, run on the submitted file
+    `curve` in a separate trusted process (the tests chdir and load data; the grader's own
+    process keeps its state)."""
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in source.cells}
+    job = {
+        "setup": MAGIC.sub("", cells[spec.setup]),
+        "tests": {g: MAGIC.sub("", cells[g]) for g in spec.items},
+    }
+    with tempfile.TemporaryDirectory(prefix="cnnkit-curve-") as tmp:
+        (Path(tmp) / spec.file).write_bytes(curve.read_bytes())
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "MPLBACKEND": "Agg",
+            "HOME": tmp,
+            "MPLCONFIGDIR": tmp,
+            "NUMBA_CACHE_DIR": tmp,
+        }
+        env |= {k: v for k, v in os.environ.items() if k in ("FASHION_MNIST_DIR", "LANG")}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-I", str(RUNNER)],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                env=env,
+                timeout=TEST_TIMEOUT,
+            )
+            return {g: (bool(ok), str(msg)) for g, (ok, msg) in json.loads(done.stdout).items()}
+        except (subprocess.TimeoutExpired, ValueError, TypeError) as exc:
+            why = f"the curve's tests could not run: {type(exc).__name__}"
+            return {g: (False, why) for g in spec.items}

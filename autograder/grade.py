@@ -1,0 +1,558 @@
+"""`cnnkit grade`: grade every submission of one assignment, safely, and write the reports.
+
+For each student found by `collect.find_submissions`:
+
+1. Static checks (`static_checks.inspect`) of each submitted notebook against the release.
+2. The notebook the sandbox runs is assembled as nbgrader's autograder would: every locked and
+   test cell comes from the instructor's source (hidden tests included), the student's answers
+   and added cells from the submission; the output-check cell (`outputs.harvest_cell`) goes last.
+3. `sandbox.run_notebook` runs it in a fresh work folder holding a copy of the student's files,
+   as an unprivileged uid of its own, with the course, the solutions and the other students'
+   material hidden; `CNNKIT_STUDENT_ID` seeds the hidden cases. A crashed run is retried once.
+4. Scoring happens here, never in the student's process: an item with output checks is scored
+   by `outputs.score_outputs` (partial credit); any other by its test cell (full points when it
+   ran without an error or stderr output). Flags of reference use, forbidden libraries or
+   patching take the points of the items the flagged code feeds.
+
+Each student's `Outcome` is saved under `<out>/results/` as soon as it is known, keyed by the
+submission's digest and the grading set-up, so a re-run grades only what changed (or everything,
+with `force`) and an interrupted run resumes. Reports are then written from the records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import astuple, dataclass, field, replace
+from pathlib import Path
+
+import nbformat
+from tqdm.auto import tqdm
+
+from autograder import curves, outputs, report
+from autograder.collect import Submission, find_submissions
+from autograder.gradebook import update_gradebook
+from autograder.outcome import FlagNote, Item, ItemResult, Outcome
+from autograder.release import SOLUTIONS, generate, place_source
+from autograder.sandbox import Limits, RunResult, run_notebook
+from autograder.static_checks import Flag, inspect, policy
+from cnn_core.grading import STUDENT_ENV
+from cnn_core.train import REPLAY_ENV
+
+RESULTS = "results"  # folder of per-student records under the output folder
+UID_BASE = 200_000  # sandbox uids are UID_BASE + worker slot: distinct for concurrent runs
+# Flags whose code earns nothing: the items that code feeds score zero.
+VOIDING = ("reference-use", "forbidden-library", "tampered")
+# CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch"):
+# the worker threads take turns at the static checks.
+_AST_LOCK = threading.Lock()
+STATUS_OF_RUN = {"ok": "graded", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
+
+
+class GradeError(RuntimeError):
+    """Grading cannot start: a bad assignment, course or output folder."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What stays fixed while one assignment is graded."""
+
+    assignment: str
+    course: Path
+    source: Path  # the instructor's notebooks, hidden tests included
+    released: Path  # what students received
+    notebooks: list[str]  # file names
+    items: list[Item]  # every autograded test cell, in notebook order
+    feeds: dict[str, list[str]]  # solution cell grade_id -> the test cells scoring it
+    limits: Limits
+    key: str  # digest of everything above that changes grades
+    hide: tuple[Path, ...] = ()  # what the student's process must not see
+
+
+@dataclass
+class Batch:
+    """The result of `grade`: every row, and which were graded now rather than reused."""
+
+    setup: Setup
+    outcomes: list[Outcome]
+    graded_now: list[str] = field(default_factory=list)
+    out: Path | None = None
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
+    """The Setup of `assignment` in the nbgrader course folder `course`: its source is the
+    course's `source/<assignment>` (placed there from the kit's solutions when missing) and its
+    release is generated there when missing, which also records it in the gradebook."""
+    course = Path(course).resolve()
+    source = course / "source" / assignment
+    if not any(source.glob("*.ipynb")):
+        if not (SOLUTIONS / assignment).is_dir():
+            known = ", ".join(sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir()))
+            raise GradeError(
+                f"unknown assignment {assignment!r}: not in {source} nor in the kit ({known})"
+            )
+        place_source(assignment, course, force=False)
+    released = course / "release" / assignment
+    if not any(released.glob("*.ipynb")) or not (course / "gradebook.db").exists():
+        generate(assignment, course)
+    names = sorted(p.name for p in source.glob("*.ipynb"))
+    items, feeds = _items(source, names)
+    if not items:
+        raise GradeError(f"{source} has no autograded test cells")
+    return Setup(
+        assignment,
+        course,
+        source,
+        released,
+        names,
+        items,
+        feeds,
+        limits,
+        _setup_key(source, released, names, limits),
+    )
+
+
+def _items(source: Path, names: list[str]) -> tuple[list[Item], dict[str, list[str]]]:
+    """The autograded test cells of the source notebooks, and for each solution cell the test
+    cells that follow it before the next solution cell (those that score it)."""
+    items, feeds = [], {}
+    for name in names:
+        pending: list[str] = []
+        for cell in nbformat.read(source / name, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("solution") and not meta.get("grade"):
+                if pending and feeds.get(pending[-1]):
+                    pending = []
+                pending.append(meta["grade_id"])
+            elif meta.get("grade") and cell.cell_type == "code":
+                items.append(Item(meta["grade_id"], name, float(meta["points"])))
+                for gid in pending:
+                    feeds.setdefault(gid, []).append(meta["grade_id"])
+    return items, feeds
+
+
+def _setup_key(source: Path, released: Path, names: list[str], limits: Limits) -> str:
+    # values, not repr: Limits(timeout=25) and Limits(timeout=25.0) grade alike
+    h = hashlib.sha256(repr([float(v) for v in astuple(limits)]).encode())
+    for folder in (source, released):
+        for name in names:
+            h.update((folder / name).read_bytes())
+    # a changed check changes the grades
+    module = outputs.check_module(source.name)
+    for code in (outputs, curves, *([module] if module else [])):
+        h.update(Path(code.__file__).read_bytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- one student
+
+
+def assemble(
+    submitted: nbformat.NotebookNode, source: nbformat.NotebookNode
+) -> nbformat.NotebookNode:
+    """The notebook to run: the source's cells in the source's order, each solution cell
+    replaced by the student's cell of the same grade_id, and the student's added cells kept
+    after the cell they followed. Locked and test cells always come from the source, so an
+    edited or deleted test is restored with its hidden part."""
+    answers = {}
+    added: dict[str | None, list] = {}  # grade_id of the preceding known cell -> added cells
+    known = {_gid(c) for c in source.cells} - {None}
+    previous = None
+    for cell in submitted.cells:
+        gid = _gid(cell)
+        if gid in known:
+            answers.setdefault(gid, cell)
+            previous = gid
+        else:
+            added.setdefault(previous, []).append(cell)
+    cells = list(added.get(None, []))
+    for cell in source.cells:
+        gid = _gid(cell)
+        meta = cell.metadata.get("nbgrader", {})
+        student = answers.get(gid)
+        if meta.get("solution") and student is not None and student.cell_type == cell.cell_type:
+            cells.append(student)
+        else:
+            cells.append(cell)
+        cells.extend(added.get(gid, []))
+    nb = nbformat.v4.new_notebook(metadata=source.metadata)
+    nb.cells = [nbformat.from_dict(dict(c)) for c in cells]
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{index}"  # the two notebooks' ids may clash
+    return nb
+
+
+def _gid(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def grade_submission(setup: Setup, sub: Submission, workroot: Path, slot: int) -> Outcome:
+    """Grade one student's submission; never raises for anything the submission does."""
+    if sub.status != "ok":
+        return _not_graded(setup, sub, "invalid", sub.reason)
+    flags = _static_flags(setup, sub)
+    results: dict[str, ItemResult] = {}
+    status, reasons, seconds, attempts = "graded", [], 0.0, 0
+    for name in setup.notebooks:
+        run, tries = _run_with_retry(setup, sub, name, workroot, slot)
+        seconds, attempts = seconds + run.seconds, attempts + tries
+        if run.status != "ok":
+            run_status = STATUS_OF_RUN.get(run.status, "invalid")
+            status = _worse(status, run_status)
+            reasons.append(f"{name}: {run.reason}")
+            flags.append(FlagNote(run_status, f"{name}: {run.reason}"))
+        results |= _score_notebook(setup, sub, name, run)
+        curve_results, curve_flags = _grade_curve(setup, sub, name, run)
+        results |= curve_results
+        flags += curve_flags
+        _keep_autograded(setup, sub, name, run)
+    items = [results[i.grade_id] for i in setup.items]
+    items = _void(items, flags, setup)
+    return Outcome(
+        sub.student_id,
+        setup.assignment,
+        status,
+        items,
+        _dedupe(flags),
+        "; ".join(reasons),
+        _outcome_key(setup, sub),
+        round(seconds, 3),
+        attempts,
+    )
+
+
+def _not_graded(setup: Setup, sub: Submission, status: str, reason: str) -> Outcome:
+    items = [
+        ItemResult(i.grade_id, 0.0, i.max_points, [f"not graded: {reason}"]) for i in setup.items
+    ]
+    return Outcome(
+        sub.student_id,
+        setup.assignment,
+        status,
+        items,
+        [FlagNote(status, reason)],
+        reason,
+        _outcome_key(setup, sub),
+    )
+
+
+def _outcome_key(setup: Setup, sub: Submission) -> str:
+    return hashlib.sha256(f"{setup.key}/{sub.student_id}/{sub.digest}".encode()).hexdigest()
+
+
+def _static_flags(setup: Setup, sub: Submission) -> list[FlagNote]:
+    with _AST_LOCK:
+        flags = _inspect_all(setup, sub)
+    return [FlagNote(f.name, f.reason, f.cell) for f in flags]
+
+
+def _inspect_all(setup: Setup, sub: Submission) -> list[Flag]:
+    flags: list[Flag] = []
+    for name in setup.notebooks:
+        submitted = nbformat.read(sub.notebooks[name], as_version=4)
+        released = nbformat.read(setup.released / name, as_version=4)
+        flags += inspect(submitted, released, policy(setup.assignment))
+    return flags
+
+
+def _run_with_retry(
+    setup: Setup, sub: Submission, name: str, workroot: Path, slot: int
+) -> tuple[RunResult, int]:
+    """Run notebook `name` of `sub` in the sandbox; a crashed run gets one more try."""
+    run = _run_once(setup, sub, name, workroot, slot)
+    if run.status != "crashed":
+        return run, 1
+    return _run_once(setup, sub, name, workroot, slot), 2
+
+
+def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path, slot: int) -> RunResult:
+    """One sandbox run in a fresh copy of the student's folder (removed afterwards)."""
+    workdir = workroot / f"{sub.student_id}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    spec = _curve(setup)
+    env = {STUDENT_ENV: sub.student_id}
+    if spec is not None:  # replay the notebook's training without its submitted curve
+        env[REPLAY_ENV] = str(spec.replay)
+    shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, spec))
+    try:
+        submitted = nbformat.read(sub.notebooks[name], as_version=4)
+        source = nbformat.read(setup.source / name, as_version=4)
+        nb = assemble(submitted, source)
+        if outputs.harvests(setup.assignment):
+            nb.cells.append(outputs.harvest_cell(setup.assignment))
+        path = workdir / f".cnnkit-run-{name}"
+        nbformat.write(nb, path)
+        return run_notebook(
+            path,
+            workdir,
+            setup.limits,
+            env,
+            hide=setup.hide,
+            uid=UID_BASE + slot,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _leave_out(folder: Path, spec: curves.CurveSpec | None):
+    """copytree's ignore: the submitted curve file, at the top of the student's folder."""
+
+    def ignore(path: str, names: list[str]) -> list[str]:
+        return [spec.file] if spec and Path(path) == folder and spec.file in names else []
+
+    return ignore
+
+
+def _score_notebook(
+    setup: Setup, sub: Submission, name: str, run: RunResult
+) -> dict[str, ItemResult]:
+    """{grade_id: ItemResult} for the items of notebook `name`, from the executed notebook."""
+    cells = {}
+    if run.notebook is not None:
+        cells = {_gid(c): c for c in run.notebook.cells if _gid(c)}
+    checked = outputs.score_outputs(
+        setup.assignment,
+        sub.student_id,
+        outputs.harvested(run.notebook),
+        run.reason or "the notebook did not run to its end",
+    )
+    scored = {}
+    for item in (i for i in setup.items if i.notebook == name):
+        cell = cells.get(item.grade_id)
+        cell_points, cell_messages = _cell_score(cell, run)
+        if item.grade_id in checked:
+            fraction, messages = checked[item.grade_id]
+            # a visible test's error is worth reading, but only the checks give points
+            if fraction < 1 and _ran(cell):
+                messages = messages + cell_messages
+            points = round(fraction * item.max_points, 3)
+            scored[item.grade_id] = ItemResult(item.grade_id, points, item.max_points, messages)
+        else:
+            points = cell_points * item.max_points
+            scored[item.grade_id] = ItemResult(
+                item.grade_id, points, item.max_points, cell_messages
+            )
+    return scored
+
+
+def _ran(cell) -> bool:
+    return cell is not None and cell.get("execution_count") is not None
+
+
+def _curve(setup: Setup) -> curves.CurveSpec | None:
+    return getattr(outputs.check_module(setup.assignment), "CURVE", None)
+
+
+def _grade_curve(
+    setup: Setup, sub: Submission, name: str, run: RunResult
+) -> tuple[dict[str, ItemResult], list[FlagNote]]:
+    """The items and flags of the assignment's training curve, if it has one in `name`."""
+    spec = _curve(setup)
+    mine = {i.grade_id: i.max_points for i in setup.items if i.notebook == name}
+    if spec is None or not set(spec.items) <= set(mine):
+        return {}, []
+    replay = outputs.exported(outputs.harvested(run.notebook), "replay")
+    if isinstance(replay, str) and run.reason:
+        replay = f"{replay}: {run.reason}"
+    submitted = nbformat.read(sub.notebooks[name], as_version=4)
+    source = nbformat.read(setup.source / name, as_version=4)
+    return curves.grade_curve(spec, sub.folder, submitted, source, replay, mine)
+
+
+def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:
+    """(1 or 0, messages) for one executed test cell. nbgrader's determine_grade is not used:
+    it takes a number the cell displays as partial credit, which student code can forge."""
+    if not _ran(cell):
+        why = run.reason or "the notebook stopped before it"
+        return 0.0, [f"not run: {why}"]
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            error = ": ".join(str(p) for p in (out.get("ename"), out.get("evalue")) if p)
+            return 0.0, [error[:500]]
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            return 0.0, [f"wrote to stderr (a test must run silently): {out.get('text', '')[:200]}"]
+    return 1.0, []
+
+
+def _void(items: list[ItemResult], flags: list[FlagNote], setup: Setup) -> list[ItemResult]:
+    """Items fed by flagged code score zero. A flag on an added cell (cell None) voids every
+    item, since its code may serve any function; one on an edited locked cell voids nothing,
+    since the run restored that cell from the source."""
+    voided: dict[str, str] = {}
+    every = [i.grade_id for i in setup.items]
+    for flag in flags:
+        if flag.name not in VOIDING:
+            continue
+        targets = every if flag.cell is None else setup.feeds.get(flag.cell, [])
+        for gid in targets:
+            voided.setdefault(gid, f"no points: {flag.name}: {flag.reason}")
+    return [
+        replace(r, points=0.0, messages=[*r.messages, voided[r.grade_id]])
+        if r.grade_id in voided
+        else r
+        for r in items
+    ]
+
+
+def _worse(a: str, b: str) -> str:
+    order = ["graded", "crashed", "memory", "timeout", "invalid"]
+    return max(a, b, key=order.index)
+
+
+def _dedupe(flags: list[FlagNote]) -> list[FlagNote]:
+    return list(dict.fromkeys(flags))
+
+
+def _keep_autograded(setup: Setup, sub: Submission, name: str, run: RunResult) -> None:
+    """Write the executed notebook where formgrader expects it (autograded/<student>/...),
+    without the output-check cell."""
+    if run.notebook is None:
+        return
+    nb = run.notebook
+    nb.cells = [c for c in nb.cells if "cnnkit" not in c.metadata]
+    folder = setup.course / "autograded" / sub.student_id / setup.assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / name)
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def grade(
+    assignment: str,
+    submissions: Path,
+    course: Path,
+    out: Path | None = None,
+    workers: int | None = None,
+    limits: Limits = Limits(),  # noqa: B008 - frozen
+    force: bool = False,
+    progress: bool = True,
+) -> Batch:
+    """Grade every submission of `assignment` in `submissions` (folder or zip) and write
+    grades.csv, feedback/, gradescope/ and the course's gradebook. Returns the Batch."""
+    course = Path(course).resolve()
+    out = Path(out).resolve() if out else course / "grades" / assignment
+    _check_writable(out)
+    setup = prepare(assignment, course, limits)
+    setup = replace(setup, hide=_hidden(setup, Path(submissions).resolve(), out))
+    subs = find_submissions(Path(submissions), assignment, setup.notebooks, out / ".extracted")
+    previous = _previous(out / RESULTS, force)
+    todo = [s for s in subs if previous.get(s.student_id, _NONE).key != _outcome_key(setup, s)]
+    done = {s.student_id: previous[s.student_id] for s in subs if s not in todo}
+    _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done)
+    outcomes = [done[s.student_id] for s in subs]
+    _write_reports(setup, outcomes, out)
+    return Batch(setup, outcomes, [s.student_id for s in todo], out)
+
+
+class _Nothing:
+    key = None
+
+
+_NONE = _Nothing()
+
+
+def _check_writable(out: Path) -> None:
+    """GradeError unless `out` can be created and written, before any grading starts."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise GradeError(f"cannot write into the output folder {out}: {exc.strerror}") from None
+
+
+def _hidden(setup: Setup, submissions: Path, out: Path) -> tuple[Path, ...]:
+    """What a student's process must not see: the course (gradebook, source, other students'
+    files), the kit's solutions, the submissions and the output folder."""
+    return tuple(dict.fromkeys([setup.course, SOLUTIONS.resolve(), submissions, out]))
+
+
+def _previous(folder: Path, force: bool) -> dict[str, Outcome]:
+    """The records of earlier runs (none with `force`); damaged ones are regraded."""
+    found = {}
+    if force or not folder.is_dir():
+        return found
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            outcome = Outcome.from_json(path.read_text())
+            found[outcome.student_id] = outcome
+    return found
+
+
+def _run_batch(
+    setup: Setup,
+    todo: list[Submission],
+    out: Path,
+    workers: int,
+    progress: bool,
+    done: dict[str, Outcome],
+) -> None:
+    """Grade `todo` on `workers` threads, each driving one sandbox at a time; each Outcome is
+    saved as soon as it is known. Fills `done`."""
+    counts: Counter[str] = Counter(o.status for o in done.values())
+    slots = _Slots(workers)
+    with (
+        tempfile.TemporaryDirectory(prefix="cnnkit-grade-") as tmp,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        workroot = Path(tmp)
+        workroot.chmod(0o711)  # sandboxes may pass through, not list it
+        futures = {pool.submit(_graded_in_slot, setup, s, workroot, slots): s for s in todo}
+        bar = tqdm(
+            total=len(todo), desc=f"grading {setup.assignment}", unit="sub", disable=not progress
+        )
+        with bar:
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcome.save(out / RESULTS)
+                done[outcome.student_id] = outcome
+                counts[outcome.status] += 1
+                bar.set_postfix(dict(sorted(counts.items())), refresh=False)
+                bar.update()
+
+
+class _Slots:
+    """Worker slot numbers, so that each concurrent sandbox runs as a uid of its own."""
+
+    def __init__(self, n: int):
+        self._free = list(range(n))
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[int]:
+        with self._lock:
+            slot = self._free.pop()
+        try:
+            yield slot
+        finally:
+            with self._lock:
+                self._free.append(slot)
+
+
+def _graded_in_slot(setup: Setup, sub: Submission, workroot: Path, slots: _Slots) -> Outcome:
+    with slots.take() as slot:
+        try:
+            return grade_submission(setup, sub, workroot, slot)
+        except Exception as exc:  # a grader bug must not stop the batch: report it on the row
+            return _not_graded(
+                setup, sub, "crashed", f"the grader failed: {type(exc).__name__}: {exc}"
+            )
+
+
+def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> None:
+    report.write_grades_csv(out / "grades.csv", setup.assignment, setup.items, outcomes)
+    for outcome in outcomes:
+        report.write_feedback(out / "feedback", setup.assignment, setup.items, outcome)
+        report.write_gradescope(out / "gradescope", setup.items, outcome)
+    update_gradebook(setup.course, setup.assignment, setup.items, outcomes)

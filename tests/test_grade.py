@@ -1,0 +1,258 @@
+"""`cnnkit grade` on a synthetic class made from the real a1 release: every kind of student gets
+the score, status and flags it should, the reports say why without leaking hidden tests, the
+gradebook is updated, and re-running changes nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import jsonschema
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder import grade as grading
+from autograder.cli import main
+from autograder.collect import find_submissions
+from autograder.gradebook import db_url
+from autograder.release import ASSIGNMENTS, SOLUTIONS, release
+from autograder.sandbox import Limits
+from autograder.synthetic import EXPECTED, make_class
+
+A1 = "a1_convolution"
+MAX = 38.0
+LIMITS = Limits(timeout=25, cell_timeout=25)
+GRADESCOPE = {
+    "type": "object",
+    "required": ["score", "tests"],
+    "properties": {
+        "score": {"type": "number"},
+        "output": {"type": "string"},
+        "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
+        "tests": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "score", "max_score"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "score": {"type": "number"},
+                    "max_score": {"type": "number"},
+                    "status": {"enum": ["passed", "failed"]},
+                    "output": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """(course, submissions, batch) after grading the whole synthetic class once."""
+    root = tmp_path_factory.mktemp("class")
+    course = root / "course"
+    released = release(A1, course, prove_pair=False)
+    subs = make_class(course / "source" / A1, released, A1, root / "submissions")
+    batch = grading.grade(A1, subs, course, workers=2, limits=LIMITS, progress=False)
+    return course, subs, batch
+
+
+def outcome(batch, student):
+    return next(o for o in batch.outcomes if o.student_id == student)
+
+
+def test_every_student_has_one_row_with_the_expected_status_and_flags(graded):
+    _, _, batch = graded
+    assert [o.student_id for o in batch.outcomes] == sorted(EXPECTED)
+    for o in batch.outcomes:
+        assert (o.status, set(o.flag_names)) == EXPECTED[o.student_id], (o.student_id, o.reason)
+
+
+def test_scores_reflect_what_each_student_did(graded):
+    _, _, batch = graded
+    assert outcome(batch, "full-marks").score == MAX
+    assert outcome(batch, "edits-tests").score == MAX  # the edited test was restored and passed
+    assert outcome(batch, "memory-hog").score == MAX  # its own cell failed; the rest is earned
+    assert 0 < outcome(batch, "half-done").score < MAX
+    for student in (
+        "unfilled",
+        "corrupt-notebook",
+        "misnamed-notebook",
+        "infinite-loop",
+        "exits-kernel",
+        "floods-output",
+        "patches-checker",
+    ):
+        assert outcome(batch, student).score == 0, student
+    # the flagged function's test earns nothing; everything else is earned
+    for student in ("uses-reference", "uses-torch"):
+        o = outcome(batch, student)
+        conv1d = next(r for r in o.items if r.grade_id == "test_conv1d")
+        assert conv1d.points == 0 and any("no points" in m for m in conv1d.messages)
+        assert o.score == MAX - conv1d.max_points, student
+
+
+def test_partial_credit_names_the_failing_cases(graded):
+    _, _, batch = graded
+    half = outcome(batch, "half-done")
+    backward = next(r for r in half.items if r.grade_id == "test_conv2d_backward")
+    assert backward.points == 0
+    assert any(
+        re.search(
+            r"conv2d_backward with float(32|64), batch \d.*stride \d, padding \d: "
+            r"raised NotImplementedError",
+            m,
+        )
+        for m in backward.messages
+    )
+
+
+def test_failures_have_reasons(graded):
+    _, _, batch = graded
+    assert (
+        "a1_convolution.ipynb is not a valid notebook" in outcome(batch, "corrupt-notebook").reason
+    )
+    assert (
+        "expected a1_convolution.ipynb, found 'a1_convolution (1).ipynb'"
+        in outcome(batch, "misnamed-notebook").reason
+    )
+    assert "wall-time limit" in outcome(batch, "infinite-loop").reason
+    crashed = outcome(batch, "exits-kernel")
+    assert crashed.attempts == 2 and "kernel died" in crashed.reason
+    assert "output" in outcome(batch, "floods-output").reason
+    flags = {f.name: f.reason for f in outcome(batch, "patches-checker").flags}
+    assert "check_close" in flags["tampered"] or "allclose" in flags["tampered"]
+
+
+def test_grades_csv_has_the_contract_columns_and_a_row_per_student(graded):
+    course, _, batch = graded
+    with open(batch.out / "grades.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    items = [i.grade_id for i in batch.setup.items]
+    assert rows[0] == ["student_id", "assignment", "score", "max_score", "status", "flags", *items]
+    by_id = {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert set(by_id) == set(EXPECTED)
+    assert by_id["full-marks"]["score"] == "38" and by_id["full-marks"]["max_score"] == "38"
+    assert by_id["uses-torch"]["flags"] == "forbidden-library"
+    assert by_id["infinite-loop"]["status"] == "timeout"
+    assert sum(float(by_id["half-done"][i]) for i in items) == float(by_id["half-done"]["score"])
+
+
+def hidden_lines() -> list[str]:
+    nb = nbformat.read(SOLUTIONS / A1 / f"{A1}.ipynb", as_version=4)
+    block = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+    return [
+        line.strip()
+        for c in nb.cells
+        for b in block.findall(c.source)
+        for line in b.splitlines()
+        if len(line.strip()) > 12
+    ]
+
+
+def test_feedback_explains_without_leaking_hidden_tests(graded):
+    _, _, batch = graded
+    secret = hidden_lines()
+    for o in batch.outcomes:
+        page = (batch.out / "feedback" / o.student_id / f"{A1}.html").read_text()
+        assert not [line for line in secret if line in page], o.student_id
+    page = (batch.out / "feedback" / "half-done" / f"{A1}.html").read_text()
+    assert "test_conv2d_backward" in page and "NotImplementedError" in page
+    page = (batch.out / "feedback" / "uses-torch" / f"{A1}.html").read_text()
+    assert "forbidden-library" in page and "torch" in page
+
+
+def test_gradescope_results_follow_the_format(graded):
+    _, _, batch = graded
+    for o in batch.outcomes:
+        data = json.loads((batch.out / "gradescope" / o.student_id / "results.json").read_text())
+        jsonschema.validate(data, GRADESCOPE)
+        assert data["score"] == o.score
+        assert sum(t["score"] for t in data["tests"]) == pytest.approx(o.score)
+
+
+def test_gradebook_holds_the_auto_scores(graded):
+    course, _, batch = graded
+    with Gradebook(db_url(course)) as gb:
+        for o in batch.outcomes:
+            sub = gb.find_submission(A1, o.student_id)
+            assert sub.code_score == pytest.approx(o.score), o.student_id
+    assert (course / "autograded" / "full-marks" / A1 / f"{A1}.ipynb").is_file()
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.parts[len(out.parts)] in ("grades.csv", "feedback", "gradescope")
+    }
+
+
+def test_regrading_reuses_unchanged_work_and_writes_identical_files(graded):
+    course, subs, batch = graded
+    before = snapshot(batch.out)
+    again = grading.grade(A1, subs, course, workers=2, limits=LIMITS, progress=False)
+    assert again.graded_now == []
+    assert snapshot(again.out) == before
+
+
+def test_a_changed_submission_is_regraded_alone(graded, tmp_path):
+    course, subs, batch = graded
+    copy = tmp_path / "subs"
+    shutil.copytree(subs, copy)
+    nb_path = copy / "unfilled" / A1 / f"{A1}.ipynb"
+    full = copy / "full-marks" / A1 / f"{A1}.ipynb"
+    shutil.copy(full, nb_path)
+    out = tmp_path / "out"
+    shutil.copytree(batch.out, out)
+    again = grading.grade(A1, copy, course, out=out, workers=2, limits=LIMITS, progress=False)
+    assert again.graded_now == ["unfilled"]
+    assert outcome(again, "unfilled").score == MAX
+
+
+def test_an_unwritable_output_folder_is_refused_before_grading(graded, tmp_path):
+    course, subs, _ = graded
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(grading.GradeError, match="cannot write into the output folder"):
+        grading.grade(A1, subs, course, out=blocker / "out", progress=False)
+
+
+def test_assemble_restores_locked_cells_and_keeps_answers_and_added_cells():
+    source = nbformat.read(SOLUTIONS / A1 / f"{A1}.ipynb", as_version=4)
+    released = nbformat.read(ASSIGNMENTS / A1 / f"{A1}.ipynb", as_version=4)
+    submitted = nbformat.from_dict(json.loads(json.dumps(released)))
+    test = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    test.source = "pass"
+    answer = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source = "y_valid = [1]"
+    submitted.cells.insert(3, nbformat.v4.new_code_cell("extra = 1"))
+    del submitted.cells[-1]  # a deleted locked cell comes back
+    run = grading.assemble(submitted, source)
+    sources = [c.source for c in run.cells]
+    assert "y_valid = [1]" in sources and "extra = 1" in sources and "pass" not in sources
+    assert sources.index("extra = 1") == 3
+    assert len(run.cells) == len(source.cells) + 1
+    nbformat.validate(run)
+
+
+def test_cli_grade_prints_the_summary_and_refuses_a_missing_folder(graded, capsys, tmp_path):
+    course, subs, _ = graded
+    assert (
+        main(["grade", A1, str(subs), "--course", str(course), "--timeout", "25", "--quiet"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "graded 0 submissions now" in printed and "grades.csv" in printed
+    assert main(["grade", A1, str(tmp_path / "nothing"), "--course", str(course)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_find_submissions_sees_the_whole_class(graded):
+    _, subs, batch = graded
+    rows = find_submissions(subs, A1, batch.setup.notebooks, subs.parent / "work")
+    assert len(rows) == len(EXPECTED)
