@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -37,10 +38,10 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograder import curves, outputs, report
-from autograder.collect import Submission, find_submissions
-from autograder.gradebook import update_gradebook
+from autograder.collect import Submission, find_submissions, unsafe_id_problem
+from autograder.gradebook import registered, update_gradebook
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
-from autograder.release import SOLUTIONS, generate, place_source
+from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import Limits, RunResult, run_notebook
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.grading import STUDENT_ENV
@@ -93,6 +94,7 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
     """The Setup of `assignment` in the nbgrader course folder `course`: its source is the
     course's `source/<assignment>` (placed there from the kit's solutions when missing) and its
     release is generated there when missing, which also records it in the gradebook."""
+    _check_name(assignment)
     course = Path(course).resolve()
     source = course / "source" / assignment
     if not any(source.glob("*.ipynb")):
@@ -103,7 +105,7 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
             )
         place_source(assignment, course, force=False)
     released = course / "release" / assignment
-    if not any(released.glob("*.ipynb")) or not (course / "gradebook.db").exists():
+    if not any(released.glob("*.ipynb")) or not registered(course, assignment):
         generate(assignment, course)
     names = sorted(p.name for p in source.glob("*.ipynb"))
     items, feeds = _items(source, names)
@@ -120,6 +122,11 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         limits,
         _setup_key(source, released, names, limits),
     )
+
+
+def _check_name(assignment: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", assignment):
+        raise GradeError(f"assignment {assignment!r} is not a plain folder name")
 
 
 def _items(source: Path, names: list[str]) -> tuple[list[Item], dict[str, list[str]]]:
@@ -158,12 +165,16 @@ def _setup_key(source: Path, released: Path, names: list[str], limits: Limits) -
 
 
 def assemble(
-    submitted: nbformat.NotebookNode, source: nbformat.NotebookNode
+    submitted: nbformat.NotebookNode,
+    source: nbformat.NotebookNode,
+    released: nbformat.NotebookNode,
 ) -> nbformat.NotebookNode:
     """The notebook to run: the source's cells in the source's order, each solution cell
-    replaced by the student's cell of the same grade_id, and the student's added cells kept
+    replaced by the student's cell of the same grade_id (or, when the student deleted it, by the
+    released, unanswered one: never the instructor's answer), and the student's added cells kept
     after the cell they followed. Locked and test cells always come from the source, so an
     edited or deleted test is restored with its hidden part."""
+    unanswered = {_gid(c): c for c in released.cells if _gid(c)}
     answers = {}
     added: dict[str | None, list] = {}  # grade_id of the preceding known cell -> added cells
     known = {_gid(c) for c in source.cells} - {None}
@@ -180,16 +191,25 @@ def assemble(
         gid = _gid(cell)
         meta = cell.metadata.get("nbgrader", {})
         student = answers.get(gid)
-        if meta.get("solution") and student is not None and student.cell_type == cell.cell_type:
+        if not meta.get("solution"):
+            cells.append(cell)
+        elif student is not None and student.cell_type == cell.cell_type:
             cells.append(student)
         else:
-            cells.append(cell)
+            cells.append(unanswered.get(gid, _blank(cell)))
         cells.extend(added.get(gid, []))
     nb = nbformat.v4.new_notebook(metadata=source.metadata)
     nb.cells = [nbformat.from_dict(dict(c)) for c in cells]
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index}"  # the two notebooks' ids may clash
     return nb
+
+
+def _blank(cell) -> nbformat.NotebookNode:
+    """An empty cell of `cell`'s kind and metadata: a solution cell with no answer."""
+    blank = nbformat.from_dict(dict(cell))
+    blank.source = ""
+    return blank
 
 
 def _gid(cell) -> str | None:
@@ -287,7 +307,8 @@ def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path, slot: in
     try:
         submitted = nbformat.read(sub.notebooks[name], as_version=4)
         source = nbformat.read(setup.source / name, as_version=4)
-        nb = assemble(submitted, source)
+        released = nbformat.read(setup.released / name, as_version=4)
+        nb = assemble(submitted, source, released)
         if outputs.harvests(setup.assignment):
             nb.cells.append(outputs.harvest_cell(setup.assignment))
         path = workdir / f".cnnkit-run-{name}"
@@ -440,14 +461,15 @@ def grade(
 ) -> Batch:
     """Grade every submission of `assignment` in `submissions` (folder or zip) and write
     grades.csv, feedback/, gradescope/ and the course's gradebook. Returns the Batch."""
+    _check_name(assignment)
     course = Path(course).resolve()
     out = Path(out).resolve() if out else course / "grades" / assignment
+    hide = _hidden(course, Path(submissions).resolve(), out)
     _check_writable(out)
-    setup = prepare(assignment, course, limits)
-    setup = replace(setup, hide=_hidden(setup, Path(submissions).resolve(), out))
+    setup = replace(prepare(assignment, course, limits), hide=hide)
     subs = find_submissions(Path(submissions), assignment, setup.notebooks, out / ".extracted")
     previous = _previous(out / RESULTS, force)
-    todo = [s for s in subs if previous.get(s.student_id, _NONE).key != _outcome_key(setup, s)]
+    todo = [s for s in subs if not _reusable(previous.get(s.student_id), setup, s)]
     done = {s.student_id: previous[s.student_id] for s in subs if s not in todo}
     _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done)
     outcomes = [done[s.student_id] for s in subs]
@@ -455,11 +477,9 @@ def grade(
     return Batch(setup, outcomes, [s.student_id for s in todo], out)
 
 
-class _Nothing:
-    key = None
-
-
-_NONE = _Nothing()
+def _reusable(old: Outcome | None, setup: Setup, sub: Submission) -> bool:
+    """True when `old` graded exactly this submission under this set-up."""
+    return old is not None and old.key == _outcome_key(setup, sub)
 
 
 def _check_writable(out: Path) -> None:
@@ -472,10 +492,18 @@ def _check_writable(out: Path) -> None:
         raise GradeError(f"cannot write into the output folder {out}: {exc.strerror}") from None
 
 
-def _hidden(setup: Setup, submissions: Path, out: Path) -> tuple[Path, ...]:
+def _hidden(course: Path, submissions: Path, out: Path) -> tuple[Path, ...]:
     """What a student's process must not see: the course (gradebook, source, other students'
-    files), the kit's solutions, the submissions and the output folder."""
-    return tuple(dict.fromkeys([setup.course, SOLUTIONS.resolve(), submissions, out]))
+    files), the kit's solutions, the submissions and the output folder. GradeError when one of
+    them holds the kit, which the student's kernel imports."""
+    hidden = tuple(dict.fromkeys([course, SOLUTIONS.resolve(), submissions, out]))
+    for path in hidden:
+        if KIT_ROOT.is_relative_to(path):
+            raise GradeError(
+                f"the kit at {KIT_ROOT} lies inside {path}, which is hidden from students' code; "
+                "keep the course, the submissions and --out outside the kit's folder"
+            )
+    return hidden
 
 
 def _previous(folder: Path, force: bool) -> dict[str, Outcome]:
@@ -515,7 +543,8 @@ def _run_batch(
         with bar:
             for future in as_completed(futures):
                 outcome = future.result()
-                outcome.save(out / RESULTS)
+                if not unsafe_id_problem(outcome.student_id):  # its id cannot name a file
+                    outcome.save(out / RESULTS)
                 done[outcome.student_id] = outcome
                 counts[outcome.status] += 1
                 bar.set_postfix(dict(sorted(counts.items())), refresh=False)
@@ -551,8 +580,11 @@ def _graded_in_slot(setup: Setup, sub: Submission, workroot: Path, slots: _Slots
 
 
 def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> None:
+    """grades.csv with every row; per-student files and the gradebook for each student whose id
+    can name a file (the others are invalid rows, with the reason in grades.csv)."""
     report.write_grades_csv(out / "grades.csv", setup.assignment, setup.items, outcomes)
-    for outcome in outcomes:
+    named = [o for o in outcomes if not unsafe_id_problem(o.student_id)]
+    for outcome in named:
         report.write_feedback(out / "feedback", setup.assignment, setup.items, outcome)
         report.write_gradescope(out / "gradescope", setup.items, outcome)
-    update_gradebook(setup.course, setup.assignment, setup.items, outcomes)
+    update_gradebook(setup.course, setup.assignment, setup.items, named)

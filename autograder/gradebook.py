@@ -20,6 +20,18 @@ def db_url(course: Path) -> str:
     return f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
+def registered(course: Path, assignment: str) -> bool:
+    """True when the course's gradebook knows `assignment` (formgrader needs it there)."""
+    if not (course / "gradebook.db").exists():
+        return False
+    with Gradebook(db_url(course)) as gb:
+        try:
+            gb.find_assignment(assignment)
+        except MissingEntry:
+            return False
+    return True
+
+
 def update_gradebook(
     course: Path, assignment: str, items: list[Item], outcomes: list[Outcome]
 ) -> None:

@@ -19,7 +19,7 @@ from autograder import grade as grading
 from autograder.cli import main
 from autograder.collect import find_submissions
 from autograder.gradebook import db_url
-from autograder.release import ASSIGNMENTS, SOLUTIONS, release
+from autograder.release import ASSIGNMENTS, KIT_ROOT, SOLUTIONS, release
 from autograder.sandbox import Limits
 from autograder.synthetic import EXPECTED, make_class
 
@@ -223,6 +223,20 @@ def test_an_unwritable_output_folder_is_refused_before_grading(graded, tmp_path)
         grading.grade(A1, subs, course, out=blocker / "out", progress=False)
 
 
+def test_an_unsafe_assignment_name_is_refused(tmp_path):
+    with pytest.raises(grading.GradeError, match="not a plain folder name"):
+        grading.grade("../a1", tmp_path, tmp_path / "course", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_course_holding_the_kit_is_refused_before_anything_is_written(tmp_path):
+    kit_parent = KIT_ROOT.parent
+    before = sorted(p.name for p in kit_parent.iterdir())
+    with pytest.raises(grading.GradeError, match="lies inside"):
+        grading.grade(A1, tmp_path, kit_parent, out=tmp_path / "out", progress=False)
+    assert sorted(p.name for p in kit_parent.iterdir()) == before
+
+
 def test_assemble_restores_locked_cells_and_keeps_answers_and_added_cells():
     source = nbformat.read(SOLUTIONS / A1 / f"{A1}.ipynb", as_version=4)
     released = nbformat.read(ASSIGNMENTS / A1 / f"{A1}.ipynb", as_version=4)
@@ -233,11 +247,21 @@ def test_assemble_restores_locked_cells_and_keeps_answers_and_added_cells():
     answer.source = "y_valid = [1]"
     submitted.cells.insert(3, nbformat.v4.new_code_cell("extra = 1"))
     del submitted.cells[-1]  # a deleted locked cell comes back
-    run = grading.assemble(submitted, source)
+    conv1d = next(
+        c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv1d"
+    )
+    submitted.cells.remove(conv1d)  # a deleted answer comes back unanswered, not solved
+    run = grading.assemble(submitted, source, released)
     sources = [c.source for c in run.cells]
     assert "y_valid = [1]" in sources and "extra = 1" in sources and "pass" not in sources
     assert sources.index("extra = 1") == 3
     assert len(run.cells) == len(source.cells) + 1
+    restored = next(
+        c for c in run.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv1d"
+    )
+    assert (
+        "raise NotImplementedError" in restored.source and "BEGIN SOLUTION" not in restored.source
+    )
     nbformat.validate(run)
 
 
