@@ -212,6 +212,7 @@ def grade_cmd(args: argparse.Namespace) -> int:
             limits,
             args.force,
             progress=not args.quiet,
+            scheduler=args.scheduler,
         )
     except (GradeError, SubmissionsError, ReleaseError, ValueError) as err:
         print(f"cnnkit grade: {err}", file=sys.stderr)
@@ -264,9 +265,7 @@ def demo(args: argparse.Namespace) -> int:
     print(_class_table(batch))
     _print_batch(batch)
     wrong = [
-        o.student_id
-        for o in batch.outcomes
-        if (o.status, set(o.flag_names)) != cls[o.student_id]
+        o.student_id for o in batch.outcomes if (o.status, set(o.flag_names)) != cls[o.student_id]
     ]
     if wrong:
         print(f"\nUNEXPECTED status or flags: {', '.join(wrong)}")
@@ -333,6 +332,11 @@ def _add_grade_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="wall seconds per notebook")
     p.add_argument("--memory-mb", type=int, default=2048, help="memory per process, MB")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on this Dask scheduler's workers (e.g. tcp://10.0.0.5:8786) instead of here",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=grade_cmd)
 

@@ -22,6 +22,7 @@ with `force`) and an interrupted run resumes. Reports are then written from the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
@@ -48,7 +49,12 @@ from cnn_core.grading import STUDENT_ENV
 from cnn_core.train import REPLAY_ENV
 
 RESULTS = "results"  # folder of per-student records under the output folder
-UID_BASE = 200_000  # sandbox uids are UID_BASE + worker slot: distinct for concurrent runs
+LOCK = ".cnnkit-grade.lock"  # in the course folder, held while grading
+MB = 2**20
+MIN_FREE_MB = 200  # free space the output folder needs before grading starts
+# A sandbox runs as UID_BASE + the native id of the thread driving it: thread ids are unique on
+# a host at any moment, so concurrent sandboxes (threads here, or Dask workers) never share a uid.
+UID_BASE = 200_000
 # Flags whose code earns nothing: the items that code feeds score zero.
 VOIDING = ("reference-use", "forbidden-library", "tampered")
 # CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch"):
@@ -216,7 +222,7 @@ def _gid(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
-def grade_submission(setup: Setup, sub: Submission, workroot: Path, slot: int) -> Outcome:
+def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
     """Grade one student's submission; never raises for anything the submission does."""
     if sub.status != "ok":
         return _not_graded(setup, sub, "invalid", sub.reason)
@@ -224,7 +230,7 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path, slot: int) -
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
     for name in setup.notebooks:
-        run, tries = _run_with_retry(setup, sub, name, workroot, slot)
+        run, tries = _run_with_retry(setup, sub, name, workroot)
         seconds, attempts = seconds + run.seconds, attempts + tries
         if run.status != "ok":
             run_status = STATUS_OF_RUN.get(run.status, "invalid")
@@ -286,16 +292,16 @@ def _inspect_all(setup: Setup, sub: Submission) -> list[Flag]:
 
 
 def _run_with_retry(
-    setup: Setup, sub: Submission, name: str, workroot: Path, slot: int
+    setup: Setup, sub: Submission, name: str, workroot: Path
 ) -> tuple[RunResult, int]:
     """Run notebook `name` of `sub` in the sandbox; a crashed run gets one more try."""
-    run = _run_once(setup, sub, name, workroot, slot)
+    run = _run_once(setup, sub, name, workroot)
     if run.status != "crashed":
         return run, 1
-    return _run_once(setup, sub, name, workroot, slot), 2
+    return _run_once(setup, sub, name, workroot), 2
 
 
-def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path, slot: int) -> RunResult:
+def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path) -> RunResult:
     """One sandbox run in a fresh copy of the student's folder (removed afterwards)."""
     workdir = workroot / f"{sub.student_id}"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -319,7 +325,7 @@ def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path, slot: in
             setup.limits,
             env,
             hide=setup.hide,
-            uid=UID_BASE + slot,
+            uid=UID_BASE + threading.get_native_id(),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -458,20 +464,51 @@ def grade(
     limits: Limits = Limits(),  # noqa: B008 - frozen
     force: bool = False,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> Batch:
     """Grade every submission of `assignment` in `submissions` (folder or zip) and write
-    grades.csv, feedback/, gradescope/ and the course's gradebook. Returns the Batch."""
+    grades.csv, feedback/, gradescope/ and the course's gradebook. `scheduler`: the address of
+    a Dask scheduler to grade on instead of local threads. Returns the Batch."""
     _check_name(assignment)
     course = Path(course).resolve()
     out = Path(out).resolve() if out else course / "grades" / assignment
     hide = _hidden(course, Path(submissions).resolve(), out)
     _check_writable(out)
+    course.mkdir(parents=True, exist_ok=True)
+    with _course_lock(course):
+        return _grade_locked(
+            assignment,
+            Path(submissions),
+            course,
+            out,
+            hide,
+            workers,
+            limits,
+            force,
+            progress,
+            scheduler,
+        )
+
+
+def _grade_locked(
+    assignment: str,
+    submissions: Path,
+    course: Path,
+    out: Path,
+    hide: tuple[Path, ...],
+    workers: int | None,
+    limits: Limits,
+    force: bool,
+    progress: bool,
+    scheduler: str | None,
+) -> Batch:
+    """`grade`, once the course is this process's alone."""
     setup = replace(prepare(assignment, course, limits), hide=hide)
-    subs = find_submissions(Path(submissions), assignment, setup.notebooks, out / ".extracted")
+    subs = find_submissions(submissions, assignment, setup.notebooks, out / ".extracted")
     previous = _previous(out / RESULTS, force)
     todo = [s for s in subs if not _reusable(previous.get(s.student_id), setup, s)]
     done = {s.student_id: previous[s.student_id] for s in subs if s not in todo}
-    _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done)
+    _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done, scheduler)
     outcomes = [done[s.student_id] for s in subs]
     _write_reports(setup, outcomes, out)
     return Batch(setup, outcomes, [s.student_id for s in todo], out)
@@ -483,13 +520,41 @@ def _reusable(old: Outcome | None, setup: Setup, sub: Submission) -> bool:
 
 
 def _check_writable(out: Path) -> None:
-    """GradeError unless `out` can be created and written, before any grading starts."""
+    """GradeError unless `out` can be created and written and has room, before any grading."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
             pass
+        free = shutil.disk_usage(out).free
     except OSError as exc:
         raise GradeError(f"cannot write into the output folder {out}: {exc.strerror}") from None
+    if free < MIN_FREE_MB * MB:
+        raise GradeError(
+            f"only {free / MB:.0f} MB free in {out}; grading needs at least {MIN_FREE_MB} MB "
+            "for its records, reports and the executed notebooks"
+        )
+
+
+@contextlib.contextmanager
+def _course_lock(course: Path) -> Iterator[None]:
+    """Hold the course's grading lock: a second `cnnkit grade` on the same course is refused
+    rather than interleaved. The kernel drops the lock when its holder dies, however."""
+    path = course / LOCK
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = " ".join(lock.read().split()) or "another process"
+            raise GradeError(
+                f"another cnnkit grade is running on the course {course} ({holder}); "
+                "wait for it to finish"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 def _hidden(course: Path, submissions: Path, out: Path) -> tuple[Path, ...]:
@@ -525,58 +590,62 @@ def _run_batch(
     workers: int,
     progress: bool,
     done: dict[str, Outcome],
+    scheduler: str | None = None,
 ) -> None:
-    """Grade `todo` on `workers` threads, each driving one sandbox at a time; each Outcome is
-    saved as soon as it is known. Fills `done`."""
+    """Grade `todo` on `workers` local threads, each driving one sandbox at a time, or on the
+    Dask cluster at `scheduler`; each Outcome comes back here and is saved as soon as it is
+    known, so an interrupted batch resumes where it stopped. Fills `done`."""
     counts: Counter[str] = Counter(o.status for o in done.values())
-    slots = _Slots(workers)
-    with (
-        tempfile.TemporaryDirectory(prefix="cnnkit-grade-") as tmp,
-        ThreadPoolExecutor(workers) as pool,
-    ):
-        workroot = Path(tmp)
-        workroot.chmod(0o711)  # sandboxes may pass through, not list it
-        futures = {pool.submit(_graded_in_slot, setup, s, workroot, slots): s for s in todo}
-        bar = tqdm(
-            total=len(todo), desc=f"grading {setup.assignment}", unit="sub", disable=not progress
+    bar = tqdm(
+        total=len(todo), desc=f"grading {setup.assignment}", unit="sub", disable=not progress
+    )
+    with bar, _executor(workers, scheduler) as (submit, completed):
+        for outcome in completed([submit(grade_task, setup, s) for s in todo]):
+            if not unsafe_id_problem(outcome.student_id):  # its id cannot name a file
+                outcome.save(out / RESULTS)
+            done[outcome.student_id] = outcome
+            counts[outcome.status] += 1
+            bar.set_postfix(dict(sorted(counts.items())), refresh=False)
+            bar.update()
+
+
+@contextlib.contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Callable, Callable]]:
+    """(submit, completed): submit(fn, *args) -> future; completed(futures) yields results as
+    they finish. Local threads, or a dask.distributed Client connected to `scheduler`."""
+    if scheduler is None:
+        with ThreadPoolExecutor(workers) as pool:
+            yield pool.submit, lambda fs: (f.result() for f in as_completed(fs))
+        return
+    try:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise GradeError("--scheduler needs dask.distributed: pip install 'cnnkit[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise GradeError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    with client:
+        # pure=False: a regrade must run again, never reuse a result the cluster remembers
+        yield (
+            lambda fn, *args: client.submit(fn, *args, pure=False),
+            lambda fs: (f.result() for f in dask_completed(fs)),
         )
-        with bar:
-            for future in as_completed(futures):
-                outcome = future.result()
-                if not unsafe_id_problem(outcome.student_id):  # its id cannot name a file
-                    outcome.save(out / RESULTS)
-                done[outcome.student_id] = outcome
-                counts[outcome.status] += 1
-                bar.set_postfix(dict(sorted(counts.items())), refresh=False)
-                bar.update()
 
 
-class _Slots:
-    """Worker slot numbers, so that each concurrent sandbox runs as a uid of its own."""
-
-    def __init__(self, n: int):
-        self._free = list(range(n))
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def take(self) -> Iterator[int]:
-        with self._lock:
-            slot = self._free.pop()
-        try:
-            yield slot
-        finally:
-            with self._lock:
-                self._free.append(slot)
-
-
-def _graded_in_slot(setup: Setup, sub: Submission, workroot: Path, slots: _Slots) -> Outcome:
-    with slots.take() as slot:
-        try:
-            return grade_submission(setup, sub, workroot, slot)
-        except Exception as exc:  # a grader bug must not stop the batch: report it on the row
-            return _not_graded(
-                setup, sub, "crashed", f"the grader failed: {type(exc).__name__}: {exc}"
-            )
+def grade_task(setup: Setup, sub: Submission) -> Outcome:
+    """Grade one submission wherever this runs (a local thread or a Dask worker), in a fresh
+    work folder of its own; a failure of the grader itself becomes a "crashed" row."""
+    workroot = Path(tempfile.mkdtemp(prefix="cnnkit-grade-"))
+    try:
+        workroot.chmod(0o711)  # the sandbox may pass through, not list it
+        return grade_submission(setup, sub, workroot)
+    except Exception as exc:  # a grader bug must not stop the batch: report it on the row
+        why = f"the grader failed: {type(exc).__name__}: {exc}"
+        return _not_graded(setup, sub, "crashed", why)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
 
 
 def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> None:

@@ -28,6 +28,8 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "infinite-loop": ("timeout", {"timeout"}),
     "memory-hog": ("memory", {"memory"}),
     "exits-kernel": ("crashed", {"crashed"}),
+    "kills-parent": ("crashed", {"crashed"}),
+    "reads-solutions": ("graded", {"reference-use"}),
     "floods-output": ("invalid", {"invalid"}),
     "uses-reference": ("graded", {"reference-use"}),
     "uses-torch": ("graded", {"forbidden-library"}),
@@ -99,6 +101,16 @@ Variant = Callable[
 ]
 
 
+# A student who runs the instructor's answers, read from the kit's solutions/ folder
+_READ_SOLUTIONS = """import json, pathlib
+import cnn_core
+kit = pathlib.Path(cnn_core.__file__).resolve().parents[1]
+source = kit / "solutions" / "{assignment}" / "{assignment}.ipynb"
+for cell in json.loads(source.read_text())["cells"]:
+    if cell["metadata"].get("nbgrader", {{}}).get("solution") and cell["cell_type"] == "code":
+        exec("".join(cell["source"]))"""
+
+
 def _variants(assignment: str) -> dict[str, Variant]:
     """student id -> the notebook (or raw bytes) that student submits."""
 
@@ -131,6 +143,12 @@ def _variants(assignment: str) -> dict[str, Variant]:
         "infinite-loop": lambda src, rel: _with_cell(filled(src, rel), "while True:\n    pass"),
         "memory-hog": lambda src, rel: _with_cell(filled(src, rel), "hog = bytearray(64 * 2**30)"),
         "exits-kernel": lambda src, rel: _with_cell(filled(src, rel), "import os\nos._exit(3)"),
+        "kills-parent": lambda src, rel: _with_cell(
+            filled(src, rel), "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+        ),
+        "reads-solutions": lambda src, rel: _with_cell(
+            filled(src, rel, share=0.0), _READ_SOLUTIONS.format(assignment=assignment)
+        ),
         "floods-output": lambda src, rel: _with_cell(
             filled(src, rel), "for _ in range(10**6):\n    print('x' * 10_000)"
         ),

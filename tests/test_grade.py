@@ -85,6 +85,8 @@ def test_scores_reflect_what_each_student_did(graded):
         "misnamed-notebook",
         "infinite-loop",
         "exits-kernel",
+        "kills-parent",
+        "reads-solutions",
         "floods-output",
         "patches-checker",
     ):
@@ -125,6 +127,7 @@ def test_failures_have_reasons(graded):
     crashed = outcome(batch, "exits-kernel")
     assert crashed.attempts == 2 and "kernel died" in crashed.reason
     assert "output" in outcome(batch, "floods-output").reason
+    assert outcome(batch, "kills-parent").attempts == 2
     flags = {f.name: f.reason for f in outcome(batch, "patches-checker").flags}
     assert "check_close" in flags["tampered"] or "allclose" in flags["tampered"]
 
