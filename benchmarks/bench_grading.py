@@ -35,7 +35,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -43,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 import nbformat
+import nbgrader
 from nbgrader.api import Gradebook
 
 from autograder.grade import UID_BASE, assemble, grade
@@ -102,6 +102,7 @@ def submission(kind: str, source, released) -> nbformat.NotebookNode:
 
 
 def _gid(cell) -> str | None:
+    """The nbgrader grade_id of `cell`, if it has one."""
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
@@ -297,6 +298,7 @@ def breakdown(course: Path, subs: Path, student: str, scratch: Path) -> dict:
 
 
 def _first(item: tuple):
+    """The first element: a run's wall seconds, to pick the fastest."""
     return item[0]
 
 
@@ -304,6 +306,7 @@ def _first(item: tuple):
 
 
 def print_mix(mix: list[tuple[str, str]]) -> None:
+    """The class: how many of each kind, what the kinds do and who is what."""
     counts = Counter(kind for _, kind in mix)
     print(
         f"class: {len(mix)} submissions of {ASSIGNMENT}: "
@@ -393,7 +396,7 @@ def print_breakdown(batch, workers: int, b: dict) -> None:
     ]
     for i, (key, label) in enumerate(rows, 1):
         print(f"  ({i}) {label:<58}{s[key]:>7.2f} s")
-    print("  differences:")
+    print("  differences (of separate runs: noisy when the machine is busy):")
     diffs = [
         ("sandbox + kernel start-up and shut-down = (1)", s["trivial"]),
         ("the notebook's own cells = (2) - (1)", s["no-harvest"] - s["trivial"]),
@@ -422,14 +425,17 @@ def print_breakdown(batch, workers: int, b: dict) -> None:
 
 
 def main(argv=None) -> None:
+    """Parse the options, run the benchmark, remove its folder unless --keep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=40, help="submissions in the class")
     parser.add_argument("--workers", type=int, default=None, help="default: the number of cores")
-    parser.add_argument("--keep", type=Path, help="build the course here and keep it")
+    parser.add_argument("--keep", type=Path, help="build the course in this new folder, keep it")
     parser.add_argument("--quick", action="store_true", help="a class of 8, for a smoke run")
     args = parser.parse_args(argv)
     n = 8 if args.quick else args.students
     workers = args.workers or os.cpu_count() or 1
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: the folder must be new or empty")
     root = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
         run(root, n, workers)
@@ -448,6 +454,7 @@ def run(root: Path, n: int, workers: int) -> None:
     shutil.copytree(course, theirs_course)  # the same release and gradebook, before any grading
     mix = class_mix(n)
     make_class(course, subs, mix)
+    print(f"{os.cpu_count()} cores; nbgrader {nbgrader.__version__}; course and class in {root}")
     print_mix(mix)
     students = [s for s, _ in mix]
     print(f"\ngrading with cnnkit grade ({workers} workers) ...", flush=True)
@@ -469,4 +476,4 @@ def run(root: Path, n: int, workers: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
