@@ -15,10 +15,11 @@ What is measured:
   its `submitted/` folder: wall seconds of the command. Its log, `autograded/` and the gradebook's
   scores are checked, and both graders' mean scores per kind of student are printed.
 - Where one full-marks submission's time goes in cnnkit's sandbox, from sandbox runs made one at
-  a time after the batches: a one-cell notebook (sandbox and kernel start-up and shut-down), the
-  graded notebook without and with the output checks' harvest cell, and the graded notebook again
-  in the same work folder with numba's cache kept (so no compilation). The cell timestamps
-  nbclient records in the run as graded split it too.
+  a time after the batches (fastest of REPEAT each), in work folders prepared as grading prepares
+  them: a one-cell notebook (sandbox and kernel start-up and shut-down), the graded notebook
+  without and with the output checks' harvest cell, and the graded notebook with an empty numba
+  cache and again with the cache that run compiled (numba compilation). The cell timestamps
+  nbclient records split each run too.
 
     python benchmarks/bench_grading.py [--students 40] [--workers N] [--keep DIR] [--quick]
 
@@ -36,6 +37,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -45,6 +47,7 @@ import nbformat
 import nbgrader
 from nbgrader.api import Gradebook
 
+from autograder import grade as grading
 from autograder.grade import UID_BASE, assemble, grade
 from autograder.outputs import harvest_cell
 from autograder.release import SOLUTIONS, release
@@ -58,6 +61,9 @@ SLOW_SECONDS = 3
 TIMEOUT = 600.0  # seconds per notebook, for both graders: generous, nothing here should hit it
 REPEAT = 3  # sandbox runs per measurement of the breakdown; the fastest is kept
 TARGET = 3.0  # cnnkit grade's throughput over nbgrader's, on 2 cores
+NUMBA_CACHE = Path(".home/.cache/numba")  # in a sandbox's work folder (autograder.sandbox)
+# How grading fills a new work folder's numba cache before the run, if it does.
+SEED_NUMBA = getattr(grading, "_seed_numba_cache", None)
 # Share of the class of each kind but "correct" (at least one each); the rest are correct.
 SHARES = {"half-done": 0.1, "wrong-answer": 0.1, "slow": 0.1}
 # Edits that make a correct submission wrong: (solution grade_id, right text, wrong text).
@@ -150,7 +156,16 @@ def run_cnnkit(course: Path, subs: Path, out: Path, workers: int):
     """(wall seconds, Batch) of `cnnkit grade` on the class, nothing reused."""
     limits = Limits(timeout=TIMEOUT, cell_timeout=TIMEOUT)
     t0 = time.perf_counter()
-    batch = grade(ASSIGNMENT, subs, course, out, workers, limits, force=True, progress=False)
+    batch = grade(
+        ASSIGNMENT,
+        subs,
+        course,
+        out=out,
+        workers=workers,
+        limits=limits,
+        force=True,
+        progress=False,
+    )
     return time.perf_counter() - t0, batch
 
 
@@ -222,18 +237,25 @@ def _at(stamp: dict, key: str) -> float:
 # --------------------------------------------------------------------------- one submission
 
 
-def sandbox_run(nb: nbformat.NotebookNode, folder: Path, workdir: Path, hide, student: str):
+def workdir_for(folder: Path, workdir: Path, seed: bool) -> Path:
+    """A new work folder holding a copy of the student's folder, as grading prepares one; with
+    `seed`, its numba cache seeded the way grading seeds it, when grading does."""
+    shutil.copytree(folder, workdir)
+    if seed and SEED_NUMBA is not None:
+        SEED_NUMBA(workdir)
+    return workdir
+
+
+def sandbox_run(nb: nbformat.NotebookNode, workdir: Path, hide, student: str):
     """(wall seconds, RunResult, wall-clock time of the call) of one sandbox run of `nb` in
-    `workdir`, set up as grading sets it up: a copy of the student's folder (only when the
-    workdir is new), the same uid, hidden paths and environment."""
-    if not workdir.exists():
-        shutil.copytree(folder, workdir)
+    `workdir`, with the uid, hidden paths and environment grading gives it."""
     path = workdir / f".cnnkit-run-{NOTEBOOK}"
     nbformat.write(nb, path)
     limits = Limits(timeout=TIMEOUT, cell_timeout=TIMEOUT)
+    uid = UID_BASE + threading.get_native_id()
     started = time.time()
     t0 = time.perf_counter()
-    run = run_notebook(path, workdir, limits, {STUDENT_ENV: student}, hide=hide, uid=UID_BASE)
+    run = run_notebook(path, workdir, limits, {STUDENT_ENV: student}, hide=hide, uid=uid)
     seconds = time.perf_counter() - t0
     if run.status != "ok":
         raise RuntimeError(f"breakdown run failed: {run.status}: {run.reason}")
@@ -272,27 +294,33 @@ def breakdown(course: Path, subs: Path, student: str, scratch: Path) -> dict:
     hide = (course, SOLUTIONS.resolve(), subs)
     scratch.mkdir(mode=0o711)
 
-    def fastest(notebook, name: str, fresh: bool = True):
-        """The fastest of REPEAT runs, each in a new work folder (`fresh`) or all in the
-        folder of the first "graded" run, whose numba cache is then filled."""
-        folders = [scratch / (f"{name}-{i}" if fresh else "graded-0") for i in range(REPEAT)]
-        return min((sandbox_run(notebook, folder, w, hide, student) for w in folders), key=_first)
+    def fastest(notebook, name: str, seed: bool = True, reuse: str | None = None):
+        """The fastest of REPEAT runs, each in a new work folder, or all in folder `reuse`."""
+        runs = []
+        for i in range(REPEAT):
+            workdir = (
+                scratch / reuse if reuse else workdir_for(folder, scratch / f"{name}-{i}", seed)
+            )
+            runs.append(sandbox_run(notebook, workdir, hide, student))
+        return min(runs, key=_first)
 
     before = cpu_now()
     runs = {
         "trivial": fastest(trivial, "trivial"),
         "no-harvest": fastest(nb, "no-harvest"),
         "graded": fastest(harvested, "graded"),
-        "warm-numba": fastest(harvested, "warm-numba", fresh=False),
+        "cold-numba": fastest(harvested, "cold-numba", seed=False),
+        # a folder of the previous runs again: its numba cache now holds what they compiled
+        "warm-numba": fastest(harvested, "warm-numba", reuse="cold-numba-0"),
     }
-    numba = scratch / "graded-0" / ".home" / ".cache" / "numba"
-    cached = sum(1 for p in numba.rglob("*") if p.is_file()) if numba.is_dir() else 0
+    numba = scratch / "cold-numba-0" / NUMBA_CACHE
+    compiled = sum(1 for p in numba.rglob("*") if p.is_file()) if numba.is_dir() else 0
     return {
         "seconds": {k: v[0] for k, v in runs.items()},
         "stamps": {
-            k: cell_times(v[1], v[2], k in ("graded", "warm-numba")) for k, v in runs.items()
+            k: cell_times(v[1], v[2], k not in ("trivial", "no-harvest")) for k, v in runs.items()
         },
-        "numba_files": cached,
+        "numba_files": compiled,
         "others": others_cores(before),
     }
 
@@ -376,12 +404,17 @@ def print_table(n: int, workers: int, ours: dict, theirs: dict) -> None:
     )
 
 
-def print_breakdown(batch, workers: int, b: dict) -> None:
+def print_breakdown(batch, wall: float, workers: int, b: dict) -> None:
     """Mean per-submission seconds of the batch, then the single-submission runs."""
     per = [o.seconds for o in batch.outcomes]
     print(
         f"\ncnnkit grade, mean sandbox seconds per submission (Outcome.seconds, {workers} "
         f"running at a time): {statistics.mean(per):.2f} s (min {min(per):.2f}, max {max(per):.2f})"
+    )
+    outside = wall - sum(per) / workers
+    print(
+        f"  batch wall seconds not covered by sandbox runs, wall - sum(seconds) / {workers}: "
+        f"{outside:.1f} s (what grade does besides the sandbox runs: set-up, static checks, scoring, reports)"
     )
     s = b["seconds"]
     print(
@@ -389,19 +422,23 @@ def print_breakdown(batch, workers: int, b: dict) -> None:
         f"(runs one at a time, fastest of {REPEAT} each):"
     )
     rows = [
-        ("trivial", "one-cell notebook ('pass'), fresh work folder"),
-        ("no-harvest", "graded notebook without the harvest cell, fresh folder"),
-        ("graded", "graded notebook + harvest cell, fresh folder (as graded)"),
-        ("warm-numba", "the same again in a folder of (3), numba cache kept"),
+        ("trivial", "one-cell notebook ('pass')"),
+        ("no-harvest", "graded notebook without the harvest cell"),
+        ("graded", "graded notebook + harvest cell (as graded)"),
+        ("cold-numba", "the same, numba cache left empty"),
+        ("warm-numba", "the same again in a folder of (4), its numba cache kept"),
     ]
     for i, (key, label) in enumerate(rows, 1):
         print(f"  ({i}) {label:<58}{s[key]:>7.2f} s")
+    seeded = "seeded as grading seeds it" if SEED_NUMBA else "empty: grading does not seed it"
+    print(f"  (1)-(3): a new work folder as grading prepares it, numba cache {seeded}")
     print("  differences (of separate runs: noisy when the machine is busy):")
     diffs = [
         ("sandbox + kernel start-up and shut-down = (1)", s["trivial"]),
         ("the notebook's own cells = (2) - (1)", s["no-harvest"] - s["trivial"]),
         ("the harvest cell = (3) - (2)", s["graded"] - s["no-harvest"]),
-        ("numba compilation (fresh cache) = (3) - (4)", s["graded"] - s["warm-numba"]),
+        ("numba compilation of the kit's kernels = (4) - (5)", s["cold-numba"] - s["warm-numba"]),
+        ("of which a graded submission pays = (3) - (5)", s["graded"] - s["warm-numba"]),
     ]
     for label, value in diffs:
         print(f"      {label:<56}{value:>7.2f} s")
@@ -417,7 +454,7 @@ def print_breakdown(batch, workers: int, b: dict) -> None:
         "      (start-up: the call to the first cell's start; cells: to the last own cell's end; "
         "after last: kernel shut-down, the notebook piped back and parsed)"
     )
-    print(f"  numba cache files written by a run (3): {b['numba_files']}")
+    print(f"  numba cache files written by a run (4): {b['numba_files']}")
     print(f"  other processes' CPU use during these runs: {b['others']:.2f} cores")
 
 
@@ -472,7 +509,9 @@ def run(root: Path, n: int, workers: int) -> None:
     print_table(n, workers, ours, theirs)
     print("\nmeasuring one full-marks submission ...", flush=True)
     student = next(s for s, kind in mix if kind == "correct")
-    print_breakdown(batch, workers, breakdown(course, subs, student, root / "breakdown"))
+    print_breakdown(
+        batch, ours["wall"], workers, breakdown(course, subs, student, root / "breakdown")
+    )
 
 
 if __name__ == "__main__":
