@@ -56,10 +56,8 @@ def cluster():
         yield c
 
 
-def test_a_dask_cluster_grades_the_class_into_the_same_files(course, cluster, tmp_path):
-    course_dir, subs, local = course
-    out = tmp_path / "dask"
-    batch = grading.grade(
+def grade_on(cluster, course_dir: Path, subs: Path, out: Path) -> grading.Batch:
+    return grading.grade(
         A1,
         subs,
         course_dir,
@@ -68,6 +66,12 @@ def test_a_dask_cluster_grades_the_class_into_the_same_files(course, cluster, tm
         progress=False,
         scheduler=cluster.scheduler_address,
     )
+
+
+def test_a_dask_cluster_grades_the_class_into_the_same_files(course, cluster, tmp_path):
+    course_dir, subs, local = course
+    out = tmp_path / "dask"
+    batch = grade_on(cluster, course_dir, subs, out)
     assert sorted(batch.graded_now) == sorted(CLASS)
     assert files(out) == local
 
@@ -90,15 +94,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(course, cluster,
 
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
-    batch = grading.grade(
-        A1,
-        subs,
-        course_dir,
-        out=out,
-        limits=LIMITS,
-        progress=False,
-        scheduler=cluster.scheduler_address,
-    )
+    batch = grade_on(cluster, course_dir, subs, out)
     killer.join()
     assert killed.is_set()
     assert sorted(o.student_id for o in batch.outcomes) == sorted(CLASS)  # one row each
