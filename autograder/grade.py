@@ -245,22 +245,24 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
     """Grade one student's submission; never raises for anything the submission does."""
     if sub.status != "ok":
         return _not_graded(setup, sub, "invalid", sub.reason)
-    flags = _static_flags(setup, sub)
+    books = [_read(setup, sub, name) for name in setup.notebooks]
+    flags = _static_flags(setup, books)
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
-    for name in setup.notebooks:
-        run, tries = _run_with_retry(setup, sub, name, workroot)
+    for book in books:
+        run, tries = _run_with_retry(setup, sub, book, workroot)
         seconds, attempts = seconds + run.seconds, attempts + tries
         if run.status != "ok":
             run_status = STATUS_OF_RUN.get(run.status, "invalid")
             status = _worse(status, run_status)
-            reasons.append(f"{name}: {run.reason}")
-            flags.append(FlagNote(run_status, f"{name}: {run.reason}"))
-        results |= _score_notebook(setup, sub, name, run)
-        curve_results, curve_flags = _grade_curve(setup, sub, name, run)
+            reasons.append(f"{book.name}: {run.reason}")
+            flags.append(FlagNote(run_status, f"{book.name}: {run.reason}"))
+        payload = outputs.harvested(run.notebook)
+        results |= _score_notebook(setup, sub, book.name, run, payload)
+        curve_results, curve_flags = _grade_curve(setup, sub, book, run, payload)
         results |= curve_results
         flags += curve_flags
-        _keep_autograded(setup, sub, name, run)
+        _keep_autograded(setup, sub, book.name, run)
     items = [results[i.grade_id] for i in setup.items]
     items = _void(items, flags, setup)
     return Outcome(
@@ -273,6 +275,26 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
         _outcome_key(setup, sub),
         round(seconds, 3),
         attempts,
+    )
+
+
+@dataclass(frozen=True)
+class _Book:
+    """One notebook of a submission, read once: as submitted, and the source and release it
+    is graded against."""
+
+    name: str
+    submitted: nbformat.NotebookNode
+    source: nbformat.NotebookNode
+    released: nbformat.NotebookNode
+
+
+def _read(setup: Setup, sub: Submission, name: str) -> _Book:
+    return _Book(
+        name,
+        nbformat.read(sub.notebooks[name], as_version=4),
+        nbformat.read(setup.source / name, as_version=4),
+        nbformat.read(setup.released / name, as_version=4),
     )
 
 
@@ -295,47 +317,38 @@ def _outcome_key(setup: Setup, sub: Submission) -> str:
     return hashlib.sha256(f"{setup.key}/{sub.student_id}/{sub.digest}".encode()).hexdigest()
 
 
-def _static_flags(setup: Setup, sub: Submission) -> list[FlagNote]:
+def _static_flags(setup: Setup, books: list[_Book]) -> list[FlagNote]:
+    flags: list[Flag] = []
     with _AST_LOCK:
-        flags = _inspect_all(setup, sub)
+        for book in books:
+            flags += inspect(book.submitted, book.released, policy(setup.assignment))
     return [FlagNote(f.name, f.reason, f.cell) for f in flags]
 
 
-def _inspect_all(setup: Setup, sub: Submission) -> list[Flag]:
-    flags: list[Flag] = []
-    for name in setup.notebooks:
-        submitted = nbformat.read(sub.notebooks[name], as_version=4)
-        released = nbformat.read(setup.released / name, as_version=4)
-        flags += inspect(submitted, released, policy(setup.assignment))
-    return flags
-
-
 def _run_with_retry(
-    setup: Setup, sub: Submission, name: str, workroot: Path
+    setup: Setup, sub: Submission, book: _Book, workroot: Path
 ) -> tuple[RunResult, int]:
-    """Run notebook `name` of `sub` in the sandbox; a crashed run gets one more try."""
-    run = _run_once(setup, sub, name, workroot)
+    """Run one notebook of `sub` in the sandbox; a crashed run gets one more try."""
+    nb = assemble(book.submitted, book.source, book.released)
+    if outputs.harvests(setup.assignment):
+        nb.cells.append(outputs.harvest_cell(setup.assignment))
+    run = _run_once(setup, sub, nb, book.name, workroot)
     if run.status != "crashed":
         return run, 1
-    return _run_once(setup, sub, name, workroot), 2
+    return _run_once(setup, sub, nb, book.name, workroot), 2
 
 
-def _run_once(setup: Setup, sub: Submission, name: str, workroot: Path) -> RunResult:
-    """One sandbox run in a fresh copy of the student's folder (removed afterwards)."""
+def _run_once(
+    setup: Setup, sub: Submission, nb: nbformat.NotebookNode, name: str, workroot: Path
+) -> RunResult:
+    """One sandbox run of `nb` in a fresh copy of the student's folder (removed afterwards)."""
     workdir = workroot / f"{sub.student_id}"
-    shutil.rmtree(workdir, ignore_errors=True)
     spec = _curve(setup)
     env = {STUDENT_ENV: sub.student_id}
     if spec is not None:  # replay the notebook's training without its submitted curve
         env[REPLAY_ENV] = str(spec.replay)
     shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, spec))
     try:
-        submitted = nbformat.read(sub.notebooks[name], as_version=4)
-        source = nbformat.read(setup.source / name, as_version=4)
-        released = nbformat.read(setup.released / name, as_version=4)
-        nb = assemble(submitted, source, released)
-        if outputs.harvests(setup.assignment):
-            nb.cells.append(outputs.harvest_cell(setup.assignment))
         path = workdir / f".cnnkit-run-{name}"
         nbformat.write(nb, path)
         _seed_numba_cache(workdir)
@@ -390,16 +403,17 @@ def _leave_out(folder: Path, spec: curves.CurveSpec | None):
 
 
 def _score_notebook(
-    setup: Setup, sub: Submission, name: str, run: RunResult
+    setup: Setup, sub: Submission, name: str, run: RunResult, payload: dict | None
 ) -> dict[str, ItemResult]:
-    """{grade_id: ItemResult} for the items of notebook `name`, from the executed notebook."""
+    """{grade_id: ItemResult} for the items of notebook `name`, from the executed notebook and
+    the output checks' `payload` in it."""
     cells = {}
     if run.notebook is not None:
         cells = {_gid(c): c for c in run.notebook.cells if _gid(c)}
     checked = outputs.score_outputs(
         setup.assignment,
         sub.student_id,
-        outputs.harvested(run.notebook),
+        payload,
         run.reason or "the notebook did not run to its end",
     )
     scored = {}
@@ -430,19 +444,17 @@ def _curve(setup: Setup) -> curves.CurveSpec | None:
 
 
 def _grade_curve(
-    setup: Setup, sub: Submission, name: str, run: RunResult
+    setup: Setup, sub: Submission, book: _Book, run: RunResult, payload: dict | None
 ) -> tuple[dict[str, ItemResult], list[FlagNote]]:
-    """The items and flags of the assignment's training curve, if it has one in `name`."""
+    """The items and flags of the assignment's training curve, if it has one in `book`."""
     spec = _curve(setup)
-    mine = {i.grade_id: i.max_points for i in setup.items if i.notebook == name}
+    mine = {i.grade_id: i.max_points for i in setup.items if i.notebook == book.name}
     if spec is None or not set(spec.items) <= set(mine):
         return {}, []
-    replay = outputs.exported(outputs.harvested(run.notebook), "replay")
+    replay = outputs.exported(payload, "replay")
     if isinstance(replay, str) and run.reason:
         replay = f"{replay}: {run.reason}"
-    submitted = nbformat.read(sub.notebooks[name], as_version=4)
-    source = nbformat.read(setup.source / name, as_version=4)
-    return curves.grade_curve(spec, sub.folder, submitted, source, replay, mine)
+    return curves.grade_curve(spec, sub.folder, book.submitted, book.source, replay, mine)
 
 
 def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:

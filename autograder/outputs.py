@@ -135,8 +135,7 @@ def exports(namespace: Mapping[str, Any], assignment: str) -> dict[str, dict]:
         try:
             found[name] = {"outputs": {k: _encode(v) for k, v in export(_Names(namespace)).items()}}
         except BaseException as exc:  # the student's objects may raise anything
-            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            found[name] = {"error": text[:ERROR_CHARS]}
+            found[name] = {"error": _describe(exc)}
     return found
 
 
@@ -159,8 +158,13 @@ def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
             outputs = check.run(_Names(namespace), case)
         return {"outputs": {name: _encode(value) for name, value in outputs.items()}}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the student's too
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return {"error": text[:ERROR_CHARS]}
+        return {"error": _describe(exc)}
+
+
+def _describe(exc: BaseException) -> str:
+    """'ErrorType: message' (just the type without a message), cut to ERROR_CHARS."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:ERROR_CHARS]
 
 
 class _Names(dict):
