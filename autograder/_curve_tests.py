@@ -15,6 +15,9 @@ import sys
 
 
 def main() -> None:
+    # cnn_core.history's jsonschema would build an RFC 3987 grammar (about 1 s) for IRI format
+    # checks the history schema never makes
+    sys.modules.setdefault("rfc3987_syntax", None)
     job = json.load(sys.stdin)
     namespace: dict = {"__name__": "__main__"}
     results = {}

@@ -30,9 +30,13 @@ import threading
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+# jsonschema, which nbformat imports, builds an RFC 3987 grammar when rfc3987_syntax is
+# installed: about 1 s of every run, for IRI format checks no notebook schema makes.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
 MB = 2**20
 PR_SET_DUMPABLE = 4  # from <linux/prctl.h>

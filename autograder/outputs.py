@@ -28,12 +28,14 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
 import numpy as np
 
 from cnn_core.grading import check_close, no_reference, student_id
+
+if TYPE_CHECKING:  # grader side only: importing nbformat in the kernel costs about 1 s
+    import nbformat
 
 MIME = "application/vnd.cnnkit.outputs+json"
 HARVEST_ID = "cnnkit_outputs"  # grade_id-like marker of the appended cell, in its metadata
@@ -105,6 +107,8 @@ def check_module(assignment: str) -> ModuleType | None:
 
 def harvest_cell(assignment: str) -> nbformat.NotebookNode:
     """The cell appended to the notebook the sandbox runs."""
+    import nbformat
+
     cell = nbformat.v4.new_code_cell(
         f"from autograder.outputs import harvest as _cnnkit_harvest\n"
         f"_cnnkit_harvest(globals(), {assignment!r})"

@@ -14,8 +14,6 @@ from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 
-import jsonschema
-
 FORMAT = "cnnkit-history"
 VERSION = 1
 SCHEMA: dict = json.loads(resources.files("cnn_core").joinpath("history.schema.json").read_text())
@@ -129,6 +127,10 @@ class History:
 
 def validate(doc, source: str = "history") -> None:
     """Check `doc` against the schema and its fields against each other."""
+    # imported here, not with the module: jsonschema takes about 1 s to import, which every
+    # notebook importing cnn_core would pay
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(SCHEMA)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is None:
