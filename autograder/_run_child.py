@@ -1,25 +1,30 @@
 """The sandbox's child: execute one notebook inside the student's process tree and report.
 
-autograder.sandbox starts this file as a script with `python -I`, so neither the working folder
-(the student's) nor environment variables can shadow the modules it imports. It reads the
-notebook (nbformat JSON, already validated by the parent) from stdin and writes to stdout one
+autograder.sandbox starts this file as a script with `python -I` (or its forking server calls
+`run`), so neither the working folder (the student's) nor environment variables can shadow the
+modules it imports. It reads the notebook (nbformat JSON, already validated by the parent) from stdin and writes to stdout one
 line of JSON, {"status": ..., "reason": ...}, followed by the executed notebook's JSON. The
 parent trusts none of it: it caps what it reads and parses it as data.
 
 The process-tree helpers at the end serve both sides (the parent imports them); like the rest
 of this file they need nothing but the standard library and nbclient.
 
-Order matters in main(): the resource limits and the umask come first, so the kernel and
+Order matters in run(): the resource limits and the umask come first, so the kernel and
 everything the student starts inherit them; the result channel is moved off fd 1 before the
-kernel starts. The runner may run as the student's unprivileged uid (see autograder.sandbox):
-it needs nothing but the interpreter, its packages and the working folder.
+kernel starts. The kernel is a fork of the runner (`KernelFork`), made before the runner has a
+thread or an event loop, rather than a new interpreter: under the forking server
+(`_zygote.py`, which calls `run`) its modules are imported already. The runner may run as the
+student's unprivileged uid (see autograder.sandbox): it needs nothing but the interpreter, its
+packages and the working folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
+import importlib.util
 import json
 import math
 import os
@@ -28,13 +33,18 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from queue import Empty
+from typing import NoReturn
 
 # jsonschema, which nbformat imports, builds an RFC 3987 grammar when rfc3987_syntax is
 # installed: about 1 s of every run, for IRI format checks no notebook schema makes.
 sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
+from jupyter_client.asynchronous import AsyncKernelClient  # noqa: E402
+from jupyter_client.provisioning import LocalProvisioner  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
@@ -42,10 +52,16 @@ MB = 2**20
 PR_SET_DUMPABLE = 4  # from <linux/prctl.h>
 PR_SET_CHILD_SUBREAPER = 36
 KILL_ROUNDS = 10  # sweeps of kill_descendants, for processes forked while it kills
+REAP_SECONDS = 1.0  # how long a killed kernel may take to die before polling takes over
 
 
 def main() -> None:
-    args = _parse_args()
+    run(_parse_args())
+
+
+def run(args: argparse.Namespace) -> NoReturn:
+    """Execute the notebook on stdin under the limits in `args` and report on the saved copy of
+    stdout. The caller has set up the process: namespaces, uid, environment, working folder."""
     _apply_limits(args.memory_mb, args.max_output_mb)
     # Files the student makes are its uid's alone unless it says otherwise: some mounts
     # (/dev/shm) are shared with other runs, which run as other uids.
@@ -54,11 +70,12 @@ def main() -> None:
     if os.getpid() == 1:
         _become_init()
     # A private copy of stdout carries the result; fd 1 now points at stderr, and the kernel
-    # (which inherits fds 0-2 only) can no longer write into the result.
+    # (which keeps fds 0-2 only) can no longer write into the result.
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     nb = nbformat.reads(sys.stdin.buffer.read().decode("utf-8"), as_version=4)
-    status, reason = _execute(nb, args, args.deadline - time.monotonic())
+    kernel = KernelFork()  # before any thread or event loop exists in this process
+    status, reason = _execute(nb, args, kernel, args.deadline - time.monotonic())
     kill_descendants(os.getpid())  # whatever the student left running, daemons included
     result.write(json.dumps({"status": status, "reason": reason}).encode() + b"\n")
     result.write(nbformat.writes(nb).encode())
@@ -112,11 +129,11 @@ def _become_init() -> None:
 
 
 def _execute(
-    nb: nbformat.NotebookNode, args: argparse.Namespace, seconds_left: float
+    nb: nbformat.NotebookNode, args: argparse.Namespace, kernel: KernelFork, seconds_left: float
 ) -> tuple[str, str]:
-    """Run every cell of `nb` in place; (status, reason) of the run. Cell errors are outputs,
-    not failures: judging them is the grader's job."""
-    client = _SandboxClient(nb, args.cell_timeout, args.max_output_mb)
+    """Run every cell of `nb` in place in `kernel`; (status, reason) of the run. Cell errors
+    are outputs, not failures: judging them is the grader's job."""
+    client = _SandboxClient(nb, args.cell_timeout, args.max_output_mb, kernel)
     why = f"was still running at the {args.timeout:g} s wall-time limit; the kernel was killed"
     watchdog = threading.Timer(max(seconds_left, 0.0), client.stop, ("timeout", why))
     watchdog.daemon = True
@@ -138,7 +155,9 @@ def _execute(
 class _SandboxClient(NotebookClient):
     """nbclient's executor, plus a kill switch for the kernel and a cap on captured output."""
 
-    def __init__(self, nb: nbformat.NotebookNode, cell_timeout: float, max_output_mb: int):
+    def __init__(
+        self, nb: nbformat.NotebookNode, cell_timeout: float, max_output_mb: int, fork: KernelFork
+    ):
         super().__init__(
             nb,
             timeout=max(1, math.ceil(cell_timeout)),
@@ -149,12 +168,19 @@ class _SandboxClient(NotebookClient):
             resources={"metadata": {"path": os.getcwd()}},
         )
         self.max_output_mb = max_output_mb
+        self.fork = fork
         self.output_bytes = 0
         self.cell_index: int | None = None
         self.kernel = None  # the kernel's Popen, once started
         self.stopped: tuple[str, str] | None = None  # (status, reason) when stop() ended the run
 
     async def async_start_new_kernel(self, **kwargs) -> None:
+        self.km.kernel_id = self.km.kernel_id or str(uuid.uuid4())
+        self.km.provisioner = _ForkProvisioner(
+            kernel_id=self.km.kernel_id, kernel_spec=self.km.kernel_spec, parent=self.km
+        )
+        self.km.provisioner.fork = self.fork
+        self.km.client_factory = _ReadyClient
         await super().async_start_new_kernel(**kwargs)
         self.kernel = self.km.provisioner.process
         if self.stopped:  # the watchdog fired while the kernel was starting
@@ -197,6 +223,124 @@ class _SandboxClient(NotebookClient):
 
     def kernel_exit(self) -> str:
         return describe_exit(None if self.kernel is None else self.kernel.poll())
+
+
+class KernelFork:
+    """A kernel process forked from the runner, waiting for its connection file.
+
+    Forked before the runner starts a thread, an event loop or a ZeroMQ context, it inherits
+    only the runner's modules and limits: with the kernel's modules already imported (a
+    forking server can import them once for many runs), it starts in a fraction of the time
+    of `python -m ipykernel_launcher`. It also has the Popen methods jupyter_client's
+    LocalProvisioner calls on a kernel process.
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self) -> None:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write)
+            _be_kernel(read)
+        os.close(read)
+        self.pid, self._go = pid, write
+        self.returncode: int | None = None
+
+    def start(self, connection_file: str) -> None:
+        """Hand the kernel its connection file: it starts serving."""
+        os.write(self._go, connection_file.encode() + b"\n")
+        os.close(self._go)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def _be_kernel(go: int) -> NoReturn:
+    """The forked kernel: a session of its own, dumpable like any program it could have
+    exec'd (its own /proc entries readable by the student), stdin empty and no descriptor of
+    the runner's but stdout and stderr; it serves once the runner sends the connection file,
+    and exits if the runner closes the pipe first."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    with os.fdopen(go, "rb") as pipe:
+        connection_file = pipe.readline().decode().strip()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    if not connection_file:
+        os._exit(0)
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+
+        # what `python -m ipykernel_launcher -f <file>` would show
+        sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin, "-f", connection_file]
+        IPKernelApp.launch_instance(argv=sys.argv[1:])
+    finally:
+        os._exit(0)
+
+
+class _ForkProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, launching the KernelFork instead of a command."""
+
+    fork: KernelFork
+
+    async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
+        self.fork.start(cmd[cmd.index("-f") + 1])
+        self.process = self.fork
+        self.pid = self.pgid = self.fork.pid  # it leads its own session
+        self.cwd = kwargs.get("cwd", os.getcwd())
+        return self.connection_info
+
+    async def kill(self, restart: bool = False) -> None:
+        """SIGKILL the kernel's group and reap the kernel at once: the kernel manager would
+        look again only 0.1 s later."""
+        await super().kill(restart)
+        deadline = time.monotonic() + REAP_SECONDS
+        while self.process is not None and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.001)
+
+
+class _ReadyClient(AsyncKernelClient):
+    """jupyter_client's kernel client, ready as soon as the kernel answers kernel_info on the
+    shell and iopub channels, without the final 0.2 s spent discarding iopub messages: nbclient
+    matches every message to the request it answers and skips the rest."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            with contextlib.suppress(Empty):
+                reply = await self.shell_channel.get_msg(timeout=1)
+                if reply["msg_type"] == "kernel_info_reply":
+                    await self.iopub_channel.get_msg(timeout=0.2)  # iopub is connected too
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
 def describe_exit(code: int | None) -> str:

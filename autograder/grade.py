@@ -47,7 +47,7 @@ from autograder.collect import Submission, find_submissions, unsafe_id_problem
 from autograder.gradebook import registered, update_gradebook
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
-from autograder.sandbox import Limits, RunResult, run_notebook
+from autograder.sandbox import Limits, RunResult, run_notebook, start_server
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.grading import STUDENT_ENV
 from cnn_core.train import REPLAY_ENV
@@ -79,6 +79,7 @@ VOIDING = ("reference-use", "forbidden-library", "tampered")
 # CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch"):
 # the worker threads take turns at the static checks.
 _AST_LOCK = threading.Lock()
+_TEMPLATE_LOCK = threading.Lock()
 STATUS_OF_RUN = {"ok": "graded", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
 
 
@@ -351,6 +352,7 @@ def _run_once(
     try:
         path = workdir / f".cnnkit-run-{name}"
         nbformat.write(nb, path)
+        start_server()  # its imports overlap with the copying below
         _seed_numba_cache(workdir)
         return run_notebook(
             path,
@@ -368,17 +370,19 @@ def _seed_numba_cache(workdir: Path) -> None:
     """Give the submission a copy of a numba cache the grader compiled, so that the kit's
     kernels load in its kernel instead of compiling (about 1.5 s per submission). A copy per
     submission: what a student's code writes into its cache reaches no one else."""
-    template = _numba_template()
+    with _TEMPLATE_LOCK:  # one compilation, however many workers ask at once
+        template = _numba_template()
     if template is not None:
         shutil.copytree(template, workdir / NUMBA_CACHE, dirs_exist_ok=True)
 
 
 @functools.cache
 def _numba_template() -> Path | None:
-    """A numba cache holding the kit's kernels for both dtypes, compiled once per grader
-    process by a child process; None if that fails (each submission then compiles its own)."""
-    folder = Path(tempfile.mkdtemp(prefix="cnnkit-numba-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    """A numba cache holding the kit's kernels for both dtypes, filled once per grader process
+    by a child process; None if that fails (each submission then compiles its own). It lives
+    in the grader's cache folder, where numba keeps what is still current from earlier runs
+    (it checks each kernel's source), so a later batch only loads it."""
+    folder = _cache_folder() / "numba"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUMBA_CACHE_DIR": str(folder)}
     try:
         subprocess.run(
@@ -390,6 +394,20 @@ def _numba_template() -> Path | None:
         )
     except (subprocess.SubprocessError, OSError):
         return None
+    return folder
+
+
+def _cache_folder() -> Path:
+    """$XDG_CACHE_HOME/cnnkit (~/.cache/cnnkit) if it can be written, else a temporary folder
+    removed when the grader exits."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    folder = Path(base) / "cnnkit"
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    folder = Path(tempfile.mkdtemp(prefix="cnnkit-cache-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
 

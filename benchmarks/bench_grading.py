@@ -126,11 +126,13 @@ def make_class(course: Path, dest: Path, mix: list[tuple[str, str]]) -> None:
 
 
 def cpu_now() -> tuple[float, float, float]:
-    """(wall, CPU seconds the whole machine has been busy, CPU seconds of this process and its
-    waited-for descendants), for `others_cores`."""
+    """(wall, CPU seconds the whole machine has been busy, CPU seconds of this process and all
+    its descendants), for `others_cores`. Descendants still running (the sandbox servers,
+    which outlive a run) count from /proc, the others through getrusage once waited for."""
     with open("/proc/stat") as stat:
         user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
-    machine = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    machine = (user + nice + system + irq + softirq) / tick
     mine = sum(
         u.ru_utime + u.ru_stime
         for u in (
@@ -138,7 +140,28 @@ def cpu_now() -> tuple[float, float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN),
         )
     )
-    return time.monotonic(), machine, mine
+    return time.monotonic(), machine, mine + _descendants_ticks(os.getpid()) / tick
+
+
+def _descendants_ticks(root: int) -> int:
+    """Clock ticks used by the processes below `root` that it has not waited for, with their
+    own waited-for children (utime, stime, cutime and cstime of /proc/<pid>/stat)."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            table[int(stat.parent.name)] = (int(fields[1]), sum(map(int, fields[11:15])))
+        except (OSError, ValueError, IndexError):
+            continue  # exited while we looked
+    below, todo, ticks = set(), [root], 0
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, used) in table.items():
+            if ppid == parent and pid not in below:
+                below.add(pid)
+                todo.append(pid)
+                ticks += used
+    return ticks
 
 
 def others_cores(before: tuple[float, float, float]) -> float:

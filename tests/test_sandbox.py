@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder import sandbox
+from autograder import _run_child, sandbox
 from autograder.sandbox import GRACE, Limits, run_notebook
 
 NAMESPACES = sandbox._namespace_problem() is None
@@ -23,6 +27,19 @@ STUDENT_UID, OTHER_UID = 200_001, 200_002  # like the batch grader's 200000 + sl
 needs_namespaces = pytest.mark.skipif(
     not NAMESPACES, reason=f"uid and hide need namespaces: {sandbox._namespace_problem()}"
 )
+
+
+@pytest.fixture(
+    params=[
+        None,
+        pytest.param(STUDENT_UID, marks=needs_namespaces),
+    ],
+    ids=["new-interpreter", "forking-server"],
+)
+def uid(request) -> int | None:
+    """Both ways a run starts: without a uid, a new interpreter in namespaces; with one, a
+    fork of this thread's server (autograder/_zygote.py)."""
+    return request.param
 
 
 def make_notebook(tmp_path: Path, *sources: str) -> tuple[Path, Path]:
@@ -66,7 +83,7 @@ def survivors(root: Path) -> list[int]:
     return found
 
 
-def test_a_notebook_runs_in_workdir_with_a_minimal_environment(tmp_path, monkeypatch):
+def test_a_notebook_runs_in_workdir_with_a_minimal_environment(tmp_path, monkeypatch, uid):
     monkeypatch.setenv(SECRET, "hunter2")
     outside = tmp_path / "outside.txt"
     probe = f"""
@@ -95,7 +112,11 @@ print(json.dumps({{
 }}))"""
     path, workdir = make_notebook(tmp_path, "6 * 7", probe)
     result = run_notebook(
-        path, workdir, Limits(timeout=60, max_output_mb=2), env={"CNNKIT_STUDENT_ID": "s042"}
+        path,
+        workdir,
+        Limits(timeout=60, max_output_mb=2),
+        env={"CNNKIT_STUDENT_ID": "s042"},
+        uid=uid,
     )
     assert (result.status, result.reason) == ("ok", "")
     assert result.notebook.cells[0].outputs[0].data["text/plain"] == "42"
@@ -112,7 +133,7 @@ print(json.dumps({{
     assert survivors(workdir) == []
 
 
-def test_a_numba_loop_that_ignores_interrupts_is_killed_with_everything_it_started(tmp_path):
+def test_a_numba_loop_that_ignores_interrupts_is_killed_with_everything_it_started(tmp_path, uid):
     compile_ = """
 import subprocess, numba
 subprocess.Popen(["sleep", "600"], start_new_session=True)  # escapes the process group
@@ -127,7 +148,7 @@ spin.compile("(int64,)")
 print("compiled")"""
     path, workdir = make_notebook(tmp_path, compile_, "spin(1)")
     started = time.monotonic()
-    result = run_notebook(path, workdir, Limits(timeout=6))
+    result = run_notebook(path, workdir, Limits(timeout=6), uid=uid)
     assert time.monotonic() - started < 6 + 3
     assert result.status == "timeout"
     assert "cell 2" in result.reason and "6 s" in result.reason
@@ -135,28 +156,28 @@ print("compiled")"""
     assert survivors(workdir) == []
 
 
-def test_a_plain_infinite_loop_times_out(tmp_path):
+def test_a_plain_infinite_loop_times_out(tmp_path, uid):
     path, workdir = make_notebook(tmp_path, "while True: pass")
-    result = run_notebook(path, workdir, Limits(timeout=3))
+    result = run_notebook(path, workdir, Limits(timeout=3), uid=uid)
     assert result.status == "timeout" and "cell 1" in result.reason
     assert result.seconds < 3 + 3
     assert survivors(workdir) == []
 
 
-def test_the_parent_kills_the_tree_when_the_runner_is_frozen(tmp_path):
+def test_the_parent_kills_the_tree_when_the_runner_is_frozen(tmp_path, uid):
     # A stopped runner cannot enforce the timeout; the parent's hard kill must.
     stop_runner = "import os, signal; os.kill(os.getppid(), signal.SIGSTOP)"
     path, workdir = make_notebook(tmp_path, stop_runner)
-    result = run_notebook(path, workdir, Limits(timeout=3))
+    result = run_notebook(path, workdir, Limits(timeout=3), uid=uid)
     assert result.status == "timeout" and "process tree was killed" in result.reason
     assert result.notebook is None
     assert 3 + GRACE <= result.seconds < 3 + GRACE + 3
     assert survivors(workdir) == []
 
 
-def test_exhausting_memory_is_status_memory(tmp_path):
+def test_exhausting_memory_is_status_memory(tmp_path, uid):
     path, workdir = make_notebook(tmp_path, "import numpy as np\na = np.ones(2**29)  # 4 GB")
-    result = run_notebook(path, workdir, Limits(timeout=60, memory_mb=1024))
+    result = run_notebook(path, workdir, Limits(timeout=60, memory_mb=1024), uid=uid)
     assert result.status == "memory"
     assert "MemoryError" in result.reason and "1024 MB" in result.reason
 
@@ -170,23 +191,23 @@ def test_exhausting_memory_is_status_memory(tmp_path):
     ],
     ids=["kill-parent", "exit", "kill-group"],
 )
-def test_a_notebook_that_kills_its_process_or_parent_has_crashed(tmp_path, attack):
+def test_a_notebook_that_kills_its_process_or_parent_has_crashed(tmp_path, attack, uid):
     path, workdir = make_notebook(tmp_path, attack, "print('never')")
-    result = run_notebook(path, workdir, Limits(timeout=60))
+    result = run_notebook(path, workdir, Limits(timeout=60), uid=uid)
     assert result.status == "crashed" and result.reason
     assert result.notebook is None or "never" not in stdout(result.notebook)
     assert survivors(workdir) == []  # and this test process is still here to say so
 
 
-def test_printing_hundreds_of_megabytes_is_stopped_at_the_output_cap(tmp_path):
+def test_printing_hundreds_of_megabytes_is_stopped_at_the_output_cap(tmp_path, uid):
     path, workdir = make_notebook(tmp_path, "for _ in range(200): print('x' * 2**20)")
-    result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=20))
+    result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=20), uid=uid)
     assert result.status == "invalid"
     assert "output" in result.reason and "20 MB" in result.reason
     assert result.notebook is None or len(nbformat.writes(result.notebook)) < 20 * 2**20
 
 
-def test_the_student_has_no_network(tmp_path):
+def test_the_student_has_no_network(tmp_path, uid):
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.setblocking(False)
         port = server.getsockname()[1]
@@ -199,7 +220,7 @@ for address in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
     except OSError as exc:
         print(type(exc).__name__)"""
         path, workdir = make_notebook(tmp_path, code)
-        result = run_notebook(path, workdir, Limits(timeout=60))
+        result = run_notebook(path, workdir, Limits(timeout=60), uid=uid)
         if not NAMESPACES:
             assert result.isolation["network"].startswith("unavailable")
             pytest.skip(f"no network namespace here: {result.isolation['network']}")
@@ -345,6 +366,109 @@ print(os.getuid(), repr(open("key.txt").read()), sorted(os.listdir("..")))"""
     assert (workdir / "plot.png").stat().st_uid == STUDENT_UID
     assert (workdir / "key.txt").read_text() == "the answer key"
     assert result.isolation["hidden"] == "1 path hidden"
+
+
+CAPABILITY_PROBE = """
+import json, os, sys, tempfile
+import numba
+import helper
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+try:
+    os.setuid(0)
+    setuid = "became root"
+except PermissionError:
+    setuid = "refused"
+print(json.dumps({
+    "caps": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")],
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "setuid": setuid,
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "argv0": os.path.basename(sys.argv[0]),
+    "helper": helper.VALUE,
+    "numba_cache": numba.config.CACHE_DIR,
+    "tmp": tempfile.gettempdir(),
+    "home": os.path.expanduser("~"),
+}))"""
+
+
+@needs_namespaces
+def test_a_forked_run_holds_no_capability_and_sees_only_its_own_run(tmp_path):
+    path, workdir = make_notebook(tmp_path, CAPABILITY_PROBE)
+    (workdir / "helper.py").write_text("VALUE = 7")  # the student's own module
+    result = run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID)
+    assert (result.status, result.reason) == ("ok", "")
+    seen = json.loads(stdout(result.notebook))
+    assert seen["caps"] == ["0000000000000000"] * 5
+    assert (seen["no_new_privs"], seen["setuid"]) == ("1", "refused")
+    assert seen["processes"] == [1, 2, 3]  # init, runner, kernel: no server, no grader
+    # the kernel looks started by `python -m ipykernel_launcher`, with the run's settings,
+    # not the server's (which imported numba and tempfile)
+    assert (seen["argv0"], seen["helper"]) == ("ipykernel_launcher.py", 7)
+    home = workdir / ".home"
+    assert seen["home"] == str(home)
+    assert Path(seen["numba_cache"]).is_relative_to(home)
+    assert Path(seen["tmp"]).is_relative_to(home)
+
+
+def server_of(pid: int) -> int:
+    """The pid of the sandbox server that process `pid` started."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            stat_line = (cmdline.parent / "stat").read_text()
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+                if sandbox.SERVER.name in cmdline.read_text():
+                    return int(cmdline.parent.name)
+    raise LookupError(f"no server below {pid}")
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@needs_namespaces
+def test_a_killed_grader_takes_its_server_and_the_running_notebook_along(tmp_path):
+    path, workdir = make_notebook(tmp_path, "import time\ntime.sleep(600)")
+    grade = (
+        "from autograder.sandbox import Limits, run_notebook\n"
+        f"run_notebook({str(path)!r}, {str(workdir)!r}, Limits(timeout=600), uid={STUDENT_UID})"
+    )
+    grader = subprocess.Popen([sys.executable, "-c", grade])
+    try:
+        assert wait_until(lambda: survivors(workdir), 60), "the notebook never started"
+        server = server_of(grader.pid)
+    finally:
+        grader.kill()
+        grader.wait()
+    assert wait_until(lambda: not survivors(workdir), 10), "the notebook outlived its grader"
+    assert wait_until(lambda: not _run_child.is_alive(server), 10)
+
+
+@needs_namespaces
+def test_a_run_whose_server_dies_has_crashed_and_the_next_run_has_a_new_server(tmp_path):
+    server = sandbox._server()
+    path, workdir = make_notebook(tmp_path, "import time\ntime.sleep(600)")
+
+    def kill_server():
+        if wait_until(lambda: survivors(workdir), 60):
+            server.process.kill()
+
+    killer = threading.Thread(target=kill_server)
+    killer.start()
+    result = run_notebook(path, workdir, Limits(timeout=120), uid=STUDENT_UID)
+    killer.join()
+    assert result.status == "crashed" and "SIGKILL" in result.reason
+    assert result.seconds < 60
+    assert survivors(workdir) == []
+    (tmp_path / "again").mkdir()
+    path, workdir = make_notebook(tmp_path / "again", "print(6 * 7)")
+    again = run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID)
+    assert (again.status, stdout(again.notebook)) == ("ok", "42\n")
+    assert sandbox._server() is not server
 
 
 @pytest.mark.parametrize("level", [0, 1], ids=["workdir", "its-parent"])
