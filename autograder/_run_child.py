@@ -30,6 +30,7 @@ import math
 import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -62,9 +63,9 @@ def main() -> None:
 def run(args: argparse.Namespace) -> NoReturn:
     """Execute the notebook on stdin under the limits in `args` and report on the saved copy of
     stdout. The caller has set up the process: namespaces, uid, environment, working folder."""
-    _apply_limits(args.memory_mb, args.max_output_mb)
-    # Files the student makes are its uid's alone unless it says otherwise: some mounts
-    # (/dev/shm) are shared with other runs, which run as other uids.
+    _apply_limits(args.memory_mb, args.max_output_mb, args.max_processes)
+    # Files the student makes are its uid's alone unless it says otherwise: some writable
+    # mounts may be shared with other runs, which run as other uids.
     os.umask(0o077)
     _guard_runner()
     if os.getpid() == 1:
@@ -73,8 +74,10 @@ def run(args: argparse.Namespace) -> NoReturn:
     # (which keeps fds 0-2 only) can no longer write into the result.
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    # Forked before the notebook is read, so that the kernel's memory holds none of its hidden
+    # tests, and before any thread or event loop exists in this process.
+    kernel = KernelFork()
     nb = nbformat.reads(sys.stdin.buffer.read().decode("utf-8"), as_version=4)
-    kernel = KernelFork()  # before any thread or event loop exists in this process
     status, reason = _execute(nb, args, kernel, args.deadline - time.monotonic())
     kill_descendants(os.getpid())  # whatever the student left running, daemons included
     result.write(json.dumps({"status": status, "reason": reason}).encode() + b"\n")
@@ -90,17 +93,33 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--cell-timeout", type=float, required=True, help="seconds per cell")
     parser.add_argument("--memory-mb", type=int, required=True, help="RLIMIT_AS per process, MB")
     parser.add_argument("--max-output-mb", type=int, required=True, help="output and file cap, MB")
+    parser.add_argument("--max-processes", type=int, required=True, help="RLIMIT_NPROC if not root")
     return parser.parse_args()
 
 
-def _apply_limits(memory_mb: int, max_output_mb: int) -> None:
-    """Soft and hard limits alike: without CAP_SYS_RESOURCE the student cannot raise them."""
-    for limit, value in (
-        (resource.RLIMIT_AS, memory_mb * MB),
+def _apply_limits(memory_mb: int, max_output_mb: int, max_processes: int) -> None:
+    """Soft and hard limits alike: without CAP_SYS_RESOURCE the student cannot raise them.
+    The address space allowed is `memory_mb` on top of this process's own (the interpreter
+    and the modules it has loaded, which the kernel, a fork of it, starts with): the student's
+    headroom does not depend on what a forking server preloaded. Processes are limited only
+    for a uid other than root's: RLIMIT_NPROC counts every process of the uid on the machine."""
+    limits = [
+        (resource.RLIMIT_AS, memory_mb * MB + _address_space()),
         (resource.RLIMIT_FSIZE, max_output_mb * MB),
         (resource.RLIMIT_CORE, 0),
-    ):
+    ]
+    if os.getuid() != 0:
+        limits.append((resource.RLIMIT_NPROC, max_processes))
+    for limit, value in limits:
         resource.setrlimit(limit, (value, value))
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (VmSize), 0 if /proc cannot say."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmSize:")).split()[1]) * 1024
+    return 0
 
 
 def _guard_runner() -> None:
@@ -260,8 +279,13 @@ class KernelFork:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
+        if timeout is None and self.returncode is None:
             self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        deadline = time.monotonic() + (timeout or 0.0)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.005)
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
@@ -289,6 +313,9 @@ def _be_kernel(go: int) -> NoReturn:
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     if not connection_file:
         os._exit(0)
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:  # seeded once where it was imported: every fork would share it
+        numpy_random.seed()
     try:
         from ipykernel.kernelapp import IPKernelApp
 

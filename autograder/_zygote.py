@@ -2,19 +2,21 @@
 one fork per notebook run, which enters its namespaces and drops its privileges itself.
 
 autograder.sandbox starts this file (`python -I -B`, as root) with one end of a Unix socket
-pair as its argument and talks to it one run at a time:
+pair and the grader's pid as its arguments and talks to it one run at a time:
 
 - the grader sends a message with three descriptors: the run's stdin, stdout and stderr;
 - the server forks the run's top process and answers with its pid, then with its exit code
-  (negative: killed by that signal) once it has ended.
+  (negative: killed by that signal) once it has ended; it reaps the process only when the next
+  message (or the end of the socket) comes, so that the pid names nothing else while the
+  grader may still signal its process group.
 
 The top process reads its request from stdin (a length line, then JSON: the working folder,
 uid, environment, mount set-up and the runner's options), so nothing about a student stays in
-this server's memory, which every later run inherits. Then, like `unshare --net --pid --fork
---kill-child --mount-proc` and `setpriv` in the path that starts a new interpreter:
+this server's memory, which every later run inherits. Then, like `unshare --net --ipc --pid
+--fork --kill-child --mount-proc` and `setpriv` in the path that starts a new interpreter:
 
-1. a new mount namespace (mounts private) and, unless the network is allowed, a new network
-   namespace; the grader's set-up commands run there as root (sh);
+1. new mount (mounts private) and IPC namespaces and, unless the network is allowed, a new
+   network namespace; the grader's set-up commands run there as root (sh);
 2. a new pid namespace, whose init it forks: the init mounts a fresh /proc, drops every
    capability (bounding, ambient, inheritable, permitted, effective), takes the uid and gid
    without groups, sets no_new_privs, checks in /proc/self/status that no capability is left,
@@ -30,17 +32,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import importlib.util
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
-from autograder import _run_child
+
+def _runner() -> ModuleType:
+    """The runner module next to this file (not whichever `autograder` is installed)."""
+    path = Path(__file__).with_name("_run_child.py")
+    spec = importlib.util.spec_from_file_location("_run_child", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_run_child = _runner()  # first: it keeps jsonschema from building its RFC 3987 grammar
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PR_CAPBSET_DROP = 24
@@ -48,6 +63,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CLONE_NEWNS = 0x00020000  # from <linux/sched.h>
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8  # from <linux/mount.h>
@@ -70,25 +86,32 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def main() -> None:
     server = socket.socket(fileno=int(sys.argv[1]))
-    _die_with_parent()
+    _die_with(int(sys.argv[2]))
     _preload()
+    top = None
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(server, 16, 3)
-        except (ConnectionError, OSError):
+        except OSError:
             return
+        if top is not None:
+            # reaped only now that the grader has moved on: until then the grader may still
+            # signal its process group, and the pid must not name anything else
+            os.waitpid(top, 0)
+            top = None
         if len(fds) != 3:  # the grader closed its end (or sent nonsense): stop serving
             return
         sys.stdout.flush()  # nothing buffered here may reach a run's pipes
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
+        me, top = os.getpid(), os.fork()
+        if top == 0:
             server.close()
-            _top(fds)
+            _top(fds, me)
         for fd in fds:
             os.close(fd)
-        server.sendall(f"{pid}\n".encode())
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        server.sendall(f"{top}\n".encode())
+        ended = os.waitid(os.P_PID, top, os.WEXITED | os.WNOWAIT)
+        code = ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
         server.sendall(f"{code}\n".encode())
 
 
@@ -98,32 +121,45 @@ def _preload() -> None:
             __import__(name)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this process when its parent (thread) ends; at once if it already has."""
-    parent = os.getppid()
+def _arm_death_signal() -> None:
+    """SIGKILL this process when its parent (the thread that forked it) ends."""
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
+
+
+def _die_with(parent: int) -> None:
+    """_arm_death_signal, and exit at once if `parent`, the pid that started this process, is
+    already gone: the signal only covers a death after it is armed."""
+    _arm_death_signal()
     if os.getppid() != parent:
+        os._exit(1)
+
+
+def _die_with_top(lifeline: int) -> None:
+    """_die_with for the init, whose parent, in another pid namespace, shows as pid 0: the
+    top's `lifeline` pipe, which it never writes, reads as EOF once the top has gone."""
+    _arm_death_signal()
+    if select.select([lifeline], [], [], 0)[0]:
         os._exit(1)
 
 
 # --------------------------------------------------------------------------- one run
 
 
-def _top(fds: list[int]) -> NoReturn:
+def _top(fds: list[int], server: int) -> NoReturn:
     """The run's top process (root, this server's pid namespace): namespaces, set-up, then
     the init of a new pid namespace; exits with the init's status."""
     try:
         os.setsid()
-        _die_with_parent()
+        _die_with(server)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         request = _read_request()
         os.environ.clear()
         os.environ.update(request["env"])
-        _reread_environment()
         os.chdir(request["workdir"])
-        _unshare(CLONE_NEWNS | (0 if request["network"] else CLONE_NEWNET))
+        _reread_environment()  # numba reads a .numba_config.yaml here, as a new kernel would
+        _unshare(CLONE_NEWNS | CLONE_NEWIPC | (0 if request["network"] else CLONE_NEWNET))
         subprocess.run(
             [request["sh"], "-c", " && ".join(request["setup"])],
             check=True,
@@ -131,9 +167,12 @@ def _top(fds: list[int]) -> NoReturn:
         )
         os.chdir(request["workdir"])  # re-enter by path: the writable mount found there now
         _unshare(CLONE_NEWPID)
+        lifeline, held = os.pipe()
         init = os.fork()
         if init == 0:
-            _init(request)
+            os.close(held)
+            _init(request, lifeline)
+        os.close(lifeline)
         code = os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
     except BaseException as exc:  # the grader reads why on stderr
         print(f"sandbox set-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -167,15 +206,16 @@ def _reread_environment() -> None:
         numba.core.config.reload_config()
 
 
-def _init(request: dict) -> NoReturn:
+def _init(request: dict, lifeline: int) -> NoReturn:
     """pid 1 of the run's pid namespace: its own /proc, every privilege dropped, then the
     runner (which forks the runner proper and stays as the namespace's reaper)."""
     try:
-        _die_with_parent()
+        _die_with_top(lifeline)
         flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
         _check(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mount /proc")
         _drop_privileges(int(request["uid"]))
-        _die_with_parent()  # again: the change of uid cleared it
+        _die_with_top(lifeline)  # again: the change of uid cleared the death signal
+        os.close(lifeline)
     except BaseException as exc:
         print(f"sandbox set-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         os._exit(1)

@@ -350,7 +350,11 @@ def _run_once(
         env[REPLAY_ENV] = str(spec.replay)
     shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, spec))
     try:
-        path = workdir / f".cnnkit-run-{name}"
+        # outside the workdir, in a folder only the grader may enter: the notebook holds the
+        # hidden tests, which the student's code must not read ahead of running them
+        private = workroot / "run"
+        private.mkdir(mode=0o700, exist_ok=True)
+        path = private / name
         nbformat.write(nb, path)
         start_server()  # its imports overlap with the copying below
         _seed_numba_cache(workdir)

@@ -10,8 +10,9 @@ allows it, inside fresh namespaces:
 - `unshare --pid --fork --kill-child --mount-proc`: the whole tree, however it forks or
   `setsid`s, dies with the namespace's init; its /proc shows only its own processes, so the
   grader's environment and other submissions are out of sight.
-- a private mount namespace where the root filesystem is read-only but for `workdir` (other
-  mounts, such as /dev/shm, are left as they are).
+- a private mount namespace where the root filesystem is read-only but for `workdir` and a
+  fresh /dev/shm (SHM_MB); other mounts are left as they are.
+- `unshare --ipc`: System V IPC and POSIX message queues of the run's own.
 - `setpriv`: every capability dropped before Python starts, so the student cannot undo the
   mounts, leave the namespaces or raise the resource limits.
 
@@ -55,9 +56,10 @@ What remains open, even with `uid` and `hide`:
   be read; hide what matters, or keep it out of world-readable places;
 - the search-permission test reads mode bits only: an ACL that denies the uid a folder on the
   way to the interpreter or workdir makes the run fail rather than be worked around;
-- /dev/shm and the host's IPC namespace are shared between runs: two students (or one
-  student's runs under a reused uid) can pass data there; the runner's umask 077 only keeps
-  such files private by default;
+- other writable mounts (say /run/user/...) stay shared between runs, guarded only by their
+  modes and the runner's umask 077;
+- memory is limited per process, not per tree (RLIMIT_AS), and processes per uid
+  (RLIMIT_NPROC, with `uid` only: root's count is the whole machine's);
 - /proc/self/mountinfo shows the student which paths are hidden (their names, not contents);
 - without namespaces (`_namespace_problem()`), neither uid nor hide is enforced: the run goes
   ahead as the grader's own user and `isolation` says so. `isolation` in the result always
@@ -95,6 +97,7 @@ from autograder._run_child import describe_exit, is_alive, kill_descendants
 MB = 2**20
 RUNNER = Path(__file__).with_name("_run_child.py")
 SERVER = Path(__file__).with_name("_zygote.py")
+SHM_MB = 64  # size of each run's own /dev/shm
 GRACE = 5.0  # seconds past `timeout` the runner has to hand back a partial notebook
 CHUNK = 64 * 1024  # bytes per pipe read or write
 STDERR_TAIL = 16 * 1024  # bytes of the tree's stderr kept to explain a failure
@@ -117,12 +120,14 @@ MAX_UID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 class Limits:
     timeout: float = 600.0  # wall seconds for the whole notebook; hard kill after it
     cell_timeout: float = 300.0  # nbclient per-cell timeout, seconds
-    memory_mb: int = 2048  # address-space limit of each of the student's processes (RLIMIT_AS)
+    # RLIMIT_AS of each of the student's processes, on top of what the kernel starts with
+    memory_mb: int = 2048
     max_output_mb: int = 50  # cap on the captured output, each file written and the input
+    max_processes: int = 256  # processes and threads of the student's uid (RLIMIT_NPROC)
     network: bool = False  # False: no network for the student's code
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "cell_timeout", "memory_mb", "max_output_mb"):
+        for name in ("timeout", "cell_timeout", "memory_mb", "max_output_mb", "max_processes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
 
@@ -327,6 +332,7 @@ def _runner_options(limits: Limits, deadline: float) -> dict[str, float | int]:
         "cell_timeout": limits.cell_timeout,
         "memory_mb": limits.memory_mb,
         "max_output_mb": limits.max_output_mb,
+        "max_processes": limits.max_processes,
     }
 
 
@@ -370,15 +376,20 @@ def _isolation(
             "privileges": f"not dropped: as root it could raise its own limits ({problem})",
             "user": caller if uid is None else f"unenforced: {caller}, not {uid} ({problem})",
             "hidden": f"unenforced: {count} not hidden ({problem})" if hidden else "none asked",
+            "ipc": f"shared with the machine: System V IPC and /dev/shm ({problem})",
         }
     root = "uid 0 without capabilities: reads what root can"
+    processes = "pid namespace: the whole tree dies with it; own /proc"
+    if uid is not None:  # RLIMIT_NPROC counts by uid: root's would count the whole machine's
+        processes += f"; RLIMIT_NPROC {limits.max_processes} for the uid"
     return isolation | {
         "network": "allowed by limits" if limits.network else "unshare --net (loopback only)",
-        "processes": "pid namespace: the whole tree dies with it; own /proc",
+        "processes": processes,
         "filesystem": "/ read-only except workdir (mount namespace); other mounts unchanged",
         "privileges": "all capabilities dropped, no new privileges",
         "user": root if uid is None else f"uid {uid}, no groups",
         "hidden": f"{count} hidden",
+        "ipc": f"own System V IPC (ipc namespace) and /dev/shm ({SHM_MB} MB tmpfs)",
     }
 
 
@@ -392,7 +403,7 @@ def _in_namespaces(
     return [
         tool["unshare"],
         *([] if network else ["--net"]),
-        *("--pid", "--fork", "--kill-child", "--mount-proc", "--"),
+        *("--ipc", "--pid", "--fork", "--kill-child", "--mount-proc", "--"),
         *(tool["sh"], "-c", " && ".join(setup) + ' && exec "$@"', "sh"),
         *(tool["setpriv"], "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"),
         *command,
@@ -405,6 +416,9 @@ def _setup(network: bool, workdir: Path, uid: int | None, hidden: tuple[Path, ..
     tool = _tools()
     ip, mount = shlex.quote(tool["ip"]), shlex.quote(tool["mount"])
     setup = [] if network else [f"{ip} link set lo up"]
+    if Path("/dev/shm").is_dir():  # POSIX shared memory of the run's own, like its System V IPC
+        shm = f"-t tmpfs -o nosuid,nodev,noexec,mode=1777,size={SHM_MB}m cnnkit-shm"
+        setup.append(f"{mount} {shm} /dev/shm")
     setup.append(f'{mount} --bind "$PWD" "$PWD"')  # its own mount, so / can go read-only alone
     setup += _hiding(hidden)
     if uid is not None:
@@ -510,12 +524,13 @@ class _Server:
 
     def __init__(self) -> None:
         mine, theirs = socket.socketpair()
+        self.log = tempfile.TemporaryFile()  # its own stderr, to say why it ended
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(SERVER), str(theirs.fileno())],
+            [sys.executable, "-I", "-B", str(SERVER), str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             env=_server_environment(),
             start_new_session=True,
         )
@@ -541,9 +556,15 @@ class _Server:
         return self._reply()
 
     def _reply(self) -> int:
-        line = self.replies.readline()
+        try:
+            line = self.replies.readline()
+        except ConnectionResetError:  # it died with our message unread
+            line = b""
         if not line:
-            raise RuntimeError(f"the sandbox server ended ({describe_exit(self.process.wait())})")
+            self.log.seek(0)
+            why = _last_error(self.log.read()[-STDERR_TAIL:].decode(errors="replace"))
+            ended = describe_exit(self.process.wait())
+            raise RuntimeError(f"the sandbox server ended ({ended}){why}")
         return int(line)
 
 
@@ -750,7 +771,7 @@ def _crash(stderr: str, status: str, reason: str, limits: Limits) -> tuple[str, 
 
 
 def _memory_limit(limits: Limits) -> str:
-    return f"memory limit: {limits.memory_mb} MB of address space per process"
+    return f"memory limit: {limits.memory_mb} MB of address space per process beyond the kernel's start-up size"
 
 
 def _memory_error(nb: nbformat.NotebookNode) -> str | None:

@@ -272,7 +272,9 @@ def workdir_for(folder: Path, workdir: Path, seed: bool) -> Path:
 def sandbox_run(nb: nbformat.NotebookNode, workdir: Path, hide, student: str):
     """(wall seconds, RunResult, wall-clock time of the call) of one sandbox run of `nb` in
     `workdir`, with the uid, hidden paths and environment grading gives it."""
-    path = workdir / f".cnnkit-run-{NOTEBOOK}"
+    private = workdir.with_name(f"{workdir.name}-run")  # outside the workdir, as grading does
+    private.mkdir(mode=0o700, exist_ok=True)
+    path = private / NOTEBOOK
     nbformat.write(nb, path)
     limits = Limits(timeout=TIMEOUT, cell_timeout=TIMEOUT)
     uid = UID_BASE + threading.get_native_id()

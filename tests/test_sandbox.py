@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -369,8 +370,8 @@ print(os.getuid(), repr(open("key.txt").read()), sorted(os.listdir("..")))"""
 
 
 CAPABILITY_PROBE = """
-import json, os, sys, tempfile
-import numba
+import gc, json, os, sys, tempfile
+import numba, numpy
 import helper
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
 try:
@@ -388,6 +389,8 @@ print(json.dumps({
     "numba_cache": numba.config.CACHE_DIR,
     "tmp": tempfile.gettempdir(),
     "home": os.path.expanduser("~"),
+    "random": numpy.random.rand(),
+    "notebooks_in_memory": sum(isinstance(o, dict) and "cells" in o for o in gc.get_objects()),
 }))"""
 
 
@@ -408,6 +411,53 @@ def test_a_forked_run_holds_no_capability_and_sees_only_its_own_run(tmp_path):
     assert seen["home"] == str(home)
     assert Path(seen["numba_cache"]).is_relative_to(home)
     assert Path(seen["tmp"]).is_relative_to(home)
+    # the kernel was forked before the runner read the notebook: its cells, hidden tests
+    # included, reach the kernel one at a time
+    assert seen["notebooks_in_memory"] == 0
+    # numpy's generator was seeded where the server imported it: each run draws afresh
+    again = run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID)
+    assert json.loads(stdout(again.notebook))["random"] != seen["random"]
+
+
+@needs_namespaces
+def test_a_run_has_its_own_shared_memory_and_ipc(tmp_path, uid):
+    host_marker = Path("/dev/shm") / f"cnnkit-test-host-{os.getpid()}"
+    left = f"cnnkit-test-left-{os.getpid()}"
+    host_marker.write_text("the machine's")
+    probe = f"""
+import os
+from multiprocessing import shared_memory
+block = shared_memory.SharedMemory(name={left!r}, create=True, size=1024)
+print(sorted(os.listdir("/dev/shm")), os.readlink("/proc/self/ns/ipc"))"""
+    try:
+        path, workdir = make_notebook(tmp_path, probe)
+        result = run_notebook(path, workdir, Limits(timeout=60), uid=uid)
+        assert (result.status, result.reason) == ("ok", "")
+        listing, ipc = stdout(result.notebook).rsplit(" ", 1)
+        assert listing == f"['{left}']"  # the machine's marker is out of sight
+        assert ipc.strip() != os.readlink("/proc/self/ns/ipc")
+        assert not (Path("/dev/shm") / left).exists()  # and what it left went with it
+        assert result.isolation["ipc"].startswith("own System V IPC")
+    finally:
+        host_marker.unlink()
+
+
+@needs_namespaces
+def test_a_fork_bomb_stops_at_the_uid_s_process_limit(tmp_path):
+    bomb = """
+import subprocess
+started = []
+try:
+    for _ in range(400):
+        started.append(subprocess.Popen(["sleep", "600"]))
+except OSError as exc:
+    print(len(started) < 256, type(exc).__name__)"""
+    path, workdir = make_notebook(tmp_path, bomb)
+    result = run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID)
+    assert (result.status, result.reason) == ("ok", "")
+    assert stdout(result.notebook) == "True BlockingIOError\n"
+    assert result.isolation["processes"].endswith("RLIMIT_NPROC 256 for the uid")
+    assert survivors(workdir) == []
 
 
 def server_of(pid: int) -> int:
@@ -469,6 +519,18 @@ def test_a_run_whose_server_dies_has_crashed_and_the_next_run_has_a_new_server(t
     again = run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID)
     assert (again.status, stdout(again.notebook)) == ("ok", "42\n")
     assert sandbox._server() is not server
+
+
+@needs_namespaces
+def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
+    broken = tmp_path / "server.py"
+    broken.write_text("raise ImportError('no module named kernel_for_the_test')")
+    monkeypatch.setattr(sandbox, "SERVER", broken)
+    path, workdir = make_notebook(tmp_path, "print(1)")
+    with ThreadPoolExecutor(1) as thread:  # a thread of its own starts a server of its own
+        run = thread.submit(run_notebook, path, workdir, Limits(timeout=60), uid=STUDENT_UID)
+        with pytest.raises(RuntimeError, match="server ended .exit status 1.; ImportError: no"):
+            run.result()
 
 
 @pytest.mark.parametrize("level", [0, 1], ids=["workdir", "its-parent"])
