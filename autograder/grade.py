@@ -57,20 +57,24 @@ LOCK = ".cnnkit-grade.lock"  # in the course folder, held while grading
 MB = 2**20
 MIN_FREE_MB = 200  # free space the output folder needs before grading starts
 NUMBA_CACHE = Path(".home/.cache/numba")  # inside a sandbox's workdir (autograder.sandbox)
-# Calls every op of the kit that runs a numba kernel, in both dtypes, to fill a numba cache
+# Calls every op of the kit that runs a numba kernel, in both dtypes, to fill a numba cache:
+# three groups that share no kernel, compiled side by side (each kernel's cache index is written
+# by one process only)
 WARM_UP = """
 import numpy as np
 from cnn_core import functional as f
 for dt in (np.float32, np.float64):
     x, w, b = np.ones((1, 2, 6, 6), dt), np.ones((2, 2, 3, 3), dt), np.zeros(2, dt)
-    out, cache = f.conv2d_forward(x, w, b, padding=1)
+    {}
+"""
+WARM_UP_GROUPS = (
+    """out, cache = f.conv2d_forward(x, w, b, padding=1)
     f.conv2d_backward(out, cache)
     out, cache = f.conv1d_forward(x[:, :, 0], w[:, :, 0], b)
-    f.conv1d_backward(out, cache)
-    for op in ("maxpool2d", "avgpool2d"):
-        out, cache = getattr(f, op + "_forward")(x, 2)
-        getattr(f, op + "_backward")(out, cache)
-"""
+    f.conv1d_backward(out, cache)""",
+    "f.maxpool2d_backward(*f.maxpool2d_forward(x, 2))",
+    "f.avgpool2d_backward(*f.avgpool2d_forward(x, 2))",
+)
 # A sandbox runs as UID_BASE + the native id of the thread driving it: thread ids are unique on
 # a host at any moment, so concurrent sandboxes (threads here, or Dask workers) never share a uid.
 UID_BASE = 200_000
@@ -388,17 +392,19 @@ def _numba_template() -> Path | None:
     (it checks each kernel's source), so a later batch only loads it."""
     folder = _cache_folder() / "numba"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUMBA_CACHE_DIR": str(folder)}
+    commands = [[sys.executable, "-I", "-c", WARM_UP.format(group)] for group in WARM_UP_GROUPS]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        runs = pool.map(functools.partial(_warm_up, env), commands)
+        return folder if all(runs) else None
+
+
+def _warm_up(env: dict[str, str], command: list[str]) -> bool:
+    """Run one warm-up command; True if it succeeded."""
     try:
-        subprocess.run(
-            [sys.executable, "-I", "-c", WARM_UP],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
     except (subprocess.SubprocessError, OSError):
-        return None
-    return folder
+        return False
+    return True
 
 
 def _cache_folder() -> Path:
