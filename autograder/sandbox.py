@@ -190,7 +190,7 @@ def run_notebook(
             "env": environment,
             "network": limits.network,
             "sh": _tools()["sh"],
-            "setup": ["mount --make-rprivate /", *_setup(limits.network, workdir, uid, hidden)],
+            "setup": _setup(limits.network, workdir, uid, hidden),
             "runner": options,
         }
         preamble = json.dumps(request).encode()
@@ -415,7 +415,9 @@ def _setup(network: bool, workdir: Path, uid: int | None, hidden: tuple[Path, ..
     Hiding comes before exposing: the recursive binds of exposed paths carry the covers along."""
     tool = _tools()
     ip, mount = shlex.quote(tool["ip"]), shlex.quote(tool["mount"])
-    setup = [] if network else [f"{ip} link set lo up"]
+    # mounts made here stay here (unshare does this itself; the forking server does not)
+    setup = [f"{mount} --make-rprivate /"]
+    setup += [] if network else [f"{ip} link set lo up"]
     if Path("/dev/shm").is_dir():  # POSIX shared memory of the run's own, like its System V IPC
         shm = f"-t tmpfs -o nosuid,nodev,noexec,mode=1777,size={SHM_MB}m cnnkit-shm"
         setup.append(f"{mount} {shm} /dev/shm")
