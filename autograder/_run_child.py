@@ -2,9 +2,10 @@
 
 autograder.sandbox starts this file as a script with `python -I` (or its forking server calls
 `run`), so neither the working folder (the student's) nor environment variables can shadow the
-modules it imports. It reads the notebook (nbformat JSON, already validated by the parent) from stdin and writes to stdout one
-line of JSON, {"status": ..., "reason": ...}, followed by the executed notebook's JSON. The
-parent trusts none of it: it caps what it reads and parses it as data.
+modules it imports. It reads the notebook (nbformat JSON, already validated by the parent)
+from stdin and writes to stdout one line of JSON, {"status": ..., "reason": ...}, followed by
+the executed notebook's JSON. The parent trusts none of it: it caps what it reads and parses it
+as data.
 
 The process-tree helpers at the end serve both sides (the parent imports them); like the rest
 of this file they need nothing but the standard library and nbclient.
@@ -279,9 +280,11 @@ class KernelFork:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if timeout is None and self.returncode is None:
-            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        deadline = time.monotonic() + (timeout or 0.0)
+        if timeout is None:
+            if self.returncode is None:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            return self.returncode
+        deadline = time.monotonic() + timeout
         while self.poll() is None:
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
