@@ -1,13 +1,14 @@
-"""numba kernels behind the fast ops: col2im for the convolution backward pass, and pooling.
+"""numba kernels behind the fast ops: im2col and col2im on chunks of a convolution's batch, and
+pooling.
 
 Each kernel is compiled on first call for the dtype it meets (float32 or float64) and cached on
 disk, so a later process loads it instead of compiling. Inputs are C-contiguous (the callers in
 `cnn_core.functional` see to it).
 
-The kernels are single-threaded on purpose: the matrix products between them already use every
-core through BLAS, and BLAS worker threads keep spinning for a while after each product. Parallel
-numba regions interleaved with them fight those threads for the cores and ran about twice slower
-end to end than serial kernels (see benchmarks/bench_layers.py).
+The kernels are single-threaded on purpose. A convolution runs its chunks on several threads
+(`cnn_core._threads`), each calling these kernels and single-threaded BLAS on data that stays in its
+core's cache; pooling is memory-bound and already faster than PyTorch on one thread (see
+benchmarks/bench_layers.py).
 """
 
 from __future__ import annotations
@@ -18,40 +19,54 @@ from numba import njit, uint64
 _JIT = dict(cache=True, nogil=True)
 
 
-@njit(inline="always")
-def _valid_range(n_out: int, size: int, offset: int, stride: int) -> tuple[int, int]:
-    """Output indices o in [lo, hi) whose input index o * stride + offset lies in [0, size)."""
-    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
-    hi = 0 if size - offset <= 0 else (size - 1 - offset) // stride + 1
-    return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
+@njit(**_JIT)
+def im2col_padded(xpad, kh, kw, sh, sw, oh, ow, cols):
+    """Unfold a chunk of zero-padded images xpad (B, C, Hp, Wp) into cols (B, C*KH*KW, OH*OW).
+
+    Row (c, i, j) of image b holds xpad[b, c, y*sh + i, z*sw + j] at column y*OW + z. Padding
+    beforehand leaves no bounds to test here, so each output row is one short strided copy.
+    """
+    nb, c, hp, wp = xpad.shape
+    src = xpad.reshape(-1)
+    dst = cols.reshape(-1)
+    # unsigned flat indices: no negative-index wraparound test, so the copies vectorise
+    o = uint64(0)
+    for b in range(nb):
+        for ci in range(c):
+            plane = uint64((b * c + ci) * hp * wp)
+            for i in range(kh):
+                for j in range(kw):
+                    for y in range(oh):
+                        start = plane + uint64((y * sh + i) * wp + j)
+                        for z in range(uint64(ow)):
+                            dst[o + z] = src[start + z * uint64(sw)]
+                        o += uint64(ow)
+    return cols
 
 
 @njit(**_JIT)
-def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Fold cols (C*KH*KW, N*OH*OW) back into dx (N, C, H, W), summing overlapping windows.
+def col2im_padded(cols, kh, kw, sh, sw, oh, ow, dxpad):
+    """Fold cols (B, C*KH*KW, OH*OW) into dxpad (B, C, Hp, Wp), summing overlapping windows.
 
-    The adjoint of `cnn_core.functional.im2col`: row (c, i, j), column (n, y, z) adds into
-    dx[n, c, y*sh + i - ph, z*sw + j - pw]; positions in the zero padding are dropped.
+    The adjoint of `im2col_padded`: every entry of dxpad is overwritten (zero where no window
+    reaches); the caller crops the padding off.
     """
-    p = oh * ow
-    dx = np.zeros(n * c * h * w, dtype=cols.dtype)
-    flat = cols.reshape(-1)  # flat indices: no per-row views in the innermost loops
-    for k in range(n * c):
-        ci = k // n  # channel-major: each row of cols is read front to back, image by image
-        ni = k % n
-        plane = ni * c + ci
-        for i in range(kh):
-            y0, y1 = _valid_range(oh, h, i - ph, sh)
-            for j in range(kw):
-                z0, z1 = _valid_range(ow, w, j - pw, sw)
-                src = ((ci * kh + i) * kw + j) * (n * p) + ni * p
-                for y in range(y0, y1):
-                    # unsigned indices: no negative-index wraparound test, so the loop vectorises
-                    dst = uint64((plane * h + y * sh + i - ph) * w + j - pw)
-                    row = uint64(src + y * ow)
-                    for z in range(uint64(z0), uint64(z1)):
-                        dx[dst + z * uint64(sw)] += flat[row + z]
-    return dx.reshape((n, c, h, w))
+    nb, c, hp, wp = dxpad.shape
+    dst = dxpad.reshape(-1)
+    src = cols.reshape(-1)
+    dst[:] = 0
+    o = uint64(0)
+    for b in range(nb):
+        for ci in range(c):
+            plane = uint64((b * c + ci) * hp * wp)
+            for i in range(kh):
+                for j in range(kw):
+                    for y in range(oh):
+                        start = plane + uint64((y * sh + i) * wp + j)
+                        for z in range(uint64(ow)):
+                            dst[start + z * uint64(sw)] += src[o + z]
+                        o += uint64(ow)
+    return dxpad
 
 
 @njit(**_JIT)

@@ -3,19 +3,21 @@
 Every `*_forward` returns `(out, cache)` and every `*_backward(dout, cache)` returns the gradients
 of its inputs. Layout is NCHW; convolution is cross-correlation with zero padding, as in deep-learning
 frameworks; output size floor((n + 2p - k) / s) + 1. float32 and float64 both work and outputs keep
-the input's dtype. Convolution is im2col + one BLAS matrix product (dW = dS . X_col^T,
-dX = col2im(W^T . dS)); col2im and pooling run in numba kernels, compiled on first use and cached
-on disk. `cnn_core.naive` has the same functions as readable loops.
+the input's dtype. Convolution is im2col + a BLAS matrix product (dW = dS . X_col^T,
+dX = col2im(W^T . dS)), done a cache-sized chunk of the batch at a time, the chunks on several
+threads; im2col, col2im and pooling run in numba kernels, compiled on first use and cached on
+disk. `cnn_core.naive` has the same functions as readable loops.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnn_core import _checks, _guard
+from cnn_core import _checks, _guard, _threads
 
 __all__ = [
     "conv1d_forward",
@@ -83,7 +85,7 @@ def _im2col(
 
 
 class ConvCache(NamedTuple):
-    cols: np.ndarray  # (C*KH*KW, N*OH*OW) unfolded input
+    xpad: np.ndarray  # (N, C, H + 2*ph, W + 2*pw) a zero-padded copy of the input
     w: np.ndarray  # (F, C, KH, KW)
     x_shape: tuple[int, ...]  # (N, C, H, W)
     stride: tuple[int, int]
@@ -91,40 +93,94 @@ class ConvCache(NamedTuple):
     out_shape: tuple[int, ...]  # (N, F, OH, OW)
 
 
+# Images per chunk: the chunk's unfolded input (C*KH*KW, OH*OW per image) stays within about
+# 1 MiB, a core's L2 cache on current x86, so im2col, the products and col2im of a chunk never go
+# out to memory. Fixed by shapes alone, never by the thread count, so results do not depend on it.
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunk_images(cache: ConvCache) -> int:
+    """Images per chunk for this convolution (at least one)."""
+    _, c, kh, kw = cache.w.shape
+    _, _, oh, ow = cache.out_shape
+    return max(1, _CHUNK_BYTES // (c * kh * kw * oh * ow * cache.xpad.itemsize))
+
+
+def _unfold(cache: ConvCache, start: int, stop: int) -> np.ndarray:
+    """X_col of images [start, stop): (B, C*KH*KW, OH*OW)."""
+    _, c, kh, kw = cache.w.shape
+    _, _, oh, ow = cache.out_shape
+    xpad = cache.xpad[start:stop]
+    cols = np.empty((stop - start, c * kh * kw, oh * ow), xpad.dtype)
+    if "cnn_core._kernels" in sys.modules:
+        return _kernels().im2col_padded(xpad, kh, kw, *cache.stride, oh, ow, cols)
+    # Until an op has loaded numba (about 0.4 s, once a process), copy with numpy: the same
+    # columns, about 3x slower, so that a forward pass alone never waits for numba.
+    sh, sw = cache.stride
+    blocks = cols.reshape(stop - start, c, kh, kw, oh, ow)
+    for i in range(kh):
+        for j in range(kw):
+            blocks[:, :, i, j] = xpad[
+                :, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw
+            ]
+    return cols
+
+
 def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
     x, w, b, stride, padding, out_size = _checks.conv_args(op, x, w, b, stride, padding, spatial)
     if spatial == 1:  # a 1D convolution is a 2D one over a height-1 image
         x, w = x[:, :, None, :], w[:, :, None, :]
         stride, padding, out_size = (1, *stride), (0, *padding), (1, *out_size)
-    n, _, _, _ = x.shape
-    f, c, kh, kw = w.shape
-    oh, ow = out_size
-    cols = _im2col(x, (kh, kw), stride, padding)
-    s = np.ascontiguousarray(w).reshape(f, -1) @ cols  # (F, N*OH*OW)
+    n, _, h, wd = x.shape
+    f = w.shape[0]
+    (ph, pw), (oh, ow) = padding, out_size
+    xpad = np.zeros((*x.shape[:2], h + 2 * ph, wd + 2 * pw), x.dtype)
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
-    np.add(s.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), b[None, :, None, None], out=out)
-    cache = ConvCache(cols, w, x.shape, stride, padding, out.shape)
+    cache = ConvCache(xpad, np.ascontiguousarray(w), x.shape, stride, padding, out.shape)
+    w_row = cache.w.reshape(f, -1)
+
+    def chunk(start: int, stop: int) -> None:
+        xpad[start:stop, :, ph : ph + h, pw : pw + wd] = x[start:stop]
+        part = out[start:stop]
+        np.matmul(w_row, _unfold(cache, start, stop), out=part.reshape(stop - start, f, oh * ow))
+        part += b[:, None, None]
+
+    _threads.map_chunks(chunk, n, _chunk_images(cache))
     return out, cache
 
 
 def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int, input_grad: bool = True):
     n, f, oh, ow = cache.out_shape
     dout = _checks.dout_like(
-        op, dout, cache.out_shape if spatial == 2 else (n, f, ow), cache.cols.dtype
+        op, dout, cache.out_shape if spatial == 2 else (n, f, ow), cache.xpad.dtype
     )
-    w = cache.w
-    _, c, kh, kw = w.shape
-    ds = np.ascontiguousarray(dout.reshape(n, f, oh * ow).transpose(1, 0, 2)).reshape(f, -1)
-    dw = (ds @ cache.cols.T).reshape(w.shape)  # dW = dS . X_col^T
-    db = ds.sum(axis=1)
-    if not input_grad:
-        return dw, db
-    dcols = np.ascontiguousarray(w).reshape(f, -1).T @ ds  # W^T . dS, folded back below
-    _, _, h, wd = cache.x_shape
-    dx = _kernels().col2im(dcols, n, c, h, wd, kh, kw, *cache.stride, *cache.padding, oh, ow)
+    dout = np.ascontiguousarray(dout).reshape(n, f, oh * ow)
+    w_row = cache.w.reshape(f, -1)
+    (ph, pw), (_, _, h, wd) = cache.padding, cache.x_shape
+    dx = np.empty(cache.x_shape, cache.xpad.dtype) if input_grad else None
+
+    def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        cols = _unfold(cache, start, stop)
+        ds = dout[start:stop]  # (B, F, OH*OW)
+        dw_t = np.matmul(cols, ds.transpose(0, 2, 1)).sum(axis=0)  # dW^T = X_col . dS^T
+        db = ds.sum(axis=(0, 2))
+        if dx is not None:
+            dcols = np.matmul(w_row.T, ds, out=cols)  # W^T . dS, folded back below
+            dxpad = np.empty((stop - start, *cache.xpad.shape[1:]), cols.dtype)
+            _, _, kh, kw = cache.w.shape
+            _kernels().col2im_padded(dcols, kh, kw, *cache.stride, oh, ow, dxpad)
+            dx[start:stop] = dxpad[:, :, ph : ph + h, pw : pw + wd]
+        return dw_t, db
+
+    dw_t, db = np.zeros((w_row.shape[1], f), dout.dtype), np.zeros(f, dout.dtype)
+    for part_dw_t, part_db in _threads.map_chunks(chunk, n, _chunk_images(cache)):
+        dw_t += part_dw_t  # in chunk order, whichever thread ran them: same bits every run
+        db += part_db
+    dw = dw_t.T.reshape(cache.w.shape)
     if spatial == 1:
-        return dx[:, :, 0, :], dw[:, :, 0, :], db
-    return dx, dw, db
+        dw = dw[:, :, 0, :]
+        dx = None if dx is None else dx[:, :, 0, :]
+    return (dx, dw, db) if input_grad else (dw, db)
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride=1, padding=0):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 import cnn_core
 from cnn_core import functional as fast
@@ -40,7 +46,7 @@ def assert_close(actual, expected, dtype):
 
 conv_cases = st.fixed_dictionaries(
     {
-        "n": st.integers(1, 3),
+        "n": st.integers(1, 4),
         "c": st.integers(1, 3),
         "f": st.integers(1, 4),
         "h": st.integers(1, 9),
@@ -53,9 +59,21 @@ conv_cases = st.fixed_dictionaries(
         "pw": st.integers(0, 2),
         "dtype": st.sampled_from([np.float32, np.float64]),
         "contiguous": st.booleans(),
+        "one_image_chunks": st.booleans(),
         "seed": st.integers(0, 2**31),
     }
 )
+
+
+@contextlib.contextmanager
+def one_image_per_chunk(enabled: bool = True):
+    """Convolutions split every batch into one-image chunks, run on threads when BLAS has several."""
+    saved = fast._CHUNK_BYTES
+    fast._CHUNK_BYTES = 1 if enabled else saved
+    try:
+        yield
+    finally:
+        fast._CHUNK_BYTES = saved
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -69,13 +87,15 @@ def test_conv2d_matches_torch(p):
     w = rand(rng, (p["f"], p["c"], p["kh"], p["kw"]), dt, p["contiguous"])
     b = rand(rng, (p["f"],), dt)
     stride, padding = (p["sh"], p["sw"]), (p["ph"], p["pw"])
-    out, cache = fast.conv2d_forward(x, w, b, stride=stride, padding=padding)
-    dout = rand(rng, out.shape, dt)
+    with one_image_per_chunk(p["one_image_chunks"]):
+        out, cache = fast.conv2d_forward(x, w, b, stride=stride, padding=padding)
+        dout = rand(rng, out.shape, dt)
+        grads = fast.conv2d_backward(dout, cache)
     t_out, t_grads = torch_grads(
         lambda *a: tf.conv2d(*a, stride=stride, padding=padding), [x, w, b], dout
     )
     assert_close(out, t_out, dt)
-    for g, tg in zip(fast.conv2d_backward(dout, cache), t_grads, strict=True):
+    for g, tg in zip(grads, t_grads, strict=True):
         assert_close(g, tg, dt)
 
 
@@ -110,6 +130,60 @@ def test_conv1d_lecture_example():
     assert fast.conv1d_forward(x, w, b)[0].ravel().tolist() == [5, 8, 7, 12, 7]
     assert fast.conv1d_forward(x, w, b, stride=2)[0].ravel().tolist() == [5, 7, 7]
     assert fast.conv1d_forward(x, w, b, padding=1)[0].ravel().tolist() == [2, 5, 8, 7, 12, 7, 1]
+
+
+def conv_in_chunks(x, w, b, dout, **kwargs):
+    """out, dx, dw, db of a convolution whose batch runs one image a chunk."""
+    with one_image_per_chunk():
+        out, cache = fast.conv2d_forward(x, w, b, **kwargs)
+        return (out, *fast.conv2d_backward(dout, cache))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_gives_the_same_bits_on_one_thread_or_several(dtype):
+    rng = np.random.default_rng(3)
+    x, w, b = rand(rng, (7, 4, 9, 8), dtype), rand(rng, (5, 4, 3, 2), dtype), rand(rng, (5,), dtype)
+    dout = rand(rng, (7, 5, 5, 9), dtype)
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            runs.append(conv_in_chunks(x, w, b, dout, stride=(2, 1), padding=(1, 1)))
+    for single, several in zip(*runs, strict=True):
+        np.testing.assert_array_equal(single, several)
+
+
+def test_conv_backward_uses_the_input_as_it_was_at_the_forward_pass():
+    rng = np.random.default_rng(4)
+    x, w, b = rand(rng, (3, 2, 6, 6)), rand(rng, (4, 2, 3, 3)), rand(rng, (4,))
+    dout = rand(rng, (3, 4, 6, 6))
+    expected = fast.conv2d_backward(dout, fast.conv2d_forward(x.copy(), w, b, padding=1)[1])
+    _, cache = fast.conv2d_forward(x, w, b, padding=1)
+    x[:] = 0  # a caller reusing its input buffer
+    for g, e in zip(fast.conv2d_backward(dout, cache), expected, strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_forward_conv_needs_no_numba_and_gives_the_same_bits_once_numba_is_loaded():
+    """Until an op loads the numba kernels, the forward pass unfolds its input with numpy; its
+    output must not change when the kernels take over."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from cnn_core import functional as f
+        rng = np.random.default_rng(5)
+        cases = [((3, 2, 7, 6), (4, 2, 3, 2), (2, 1), (1, 2), np.float64),
+                 ((2, 1, 9, 9), (3, 1, 5, 5), 3, 2, np.float32),
+                 ((40, 3, 8, 8), (6, 3, 3, 3), 1, 1, np.float32)]  # several chunks
+        args = [(rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt),
+                 rng.standard_normal(ws[0]).astype(dt), s, p) for xs, ws, s, p, dt in cases]
+        before = [f.conv2d_forward(x, w, b, stride=s, padding=p)[0] for x, w, b, s, p in args]
+        assert "numba" not in sys.modules, "the forward pass loaded numba"
+        f.maxpool2d_forward(np.ones((1, 1, 2, 2)), 2)
+        assert "cnn_core._kernels" in sys.modules
+        after = [f.conv2d_forward(x, w, b, stride=s, padding=p)[0] for x, w, b, s, p in args]
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_alexnet_conv1_im2col_shape():

@@ -1,0 +1,105 @@
+"""Run a batch in chunks on threads, each calling single-threaded BLAS.
+
+The convolutions split a batch into chunks that fit a core's cache and run the chunks on as many
+threads as numpy's BLAS would use by itself; meanwhile BLAS is held to one thread (threadpoolctl),
+so that the chunk threads and BLAS's own workers do not fight over the cores. A job runs on the
+calling thread instead, with BLAS left as it is, when it is a single chunk, when BLAS uses one
+thread (OPENBLAS_NUM_THREADS=1, threadpoolctl's limits, or another thread's chunked job running),
+or when BLAS's thread count cannot be set (a library threadpoolctl does not know, or another thread
+holding OpenBLAS's limits).
+
+BLAS's thread count is process-wide: numpy called from another thread during a chunked job runs
+single-threaded until the job returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_controller = None  # threadpoolctl's ThreadpoolController, made on first use (about 5 ms)
+_pools: dict[int, ThreadPoolExecutor] = {}
+_setup = threading.Lock()
+_parallel = threading.Lock()  # one chunked job at a time sets BLAS's limits and restores them
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries loaded now (numpy's among them)."""
+    global _controller
+    with _setup:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController().select(user_api="blas")
+        return _controller
+
+
+def _blas_threads(blas) -> int:
+    """The most threads any BLAS library uses now; 1 when none is known."""
+    return max((lib.num_threads for lib in blas.lib_controllers), default=1)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    with _setup:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="cnn_core")
+        return _pools[workers]
+
+
+def _forget_after_fork() -> None:
+    """A forked child has none of its parent's threads, and maybe a lock one of them held."""
+    global _controller, _pools, _setup, _parallel
+    _controller, _pools, _setup, _parallel = None, {}, threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
+    """[job(start, stop) for each chunk [start, stop) of range(n), `per` items a chunk], in order.
+
+    Chunks may run concurrently, so `job` must write only to parts of shared arrays that no other
+    chunk touches. After a chunk raises, no other starts; the exception is raised here once the
+    chunks under way have finished.
+    """
+    bounds = [(start, min(n, start + per)) for start in range(0, n, per)]
+    if len(bounds) > 1:
+        blas = _blas()
+        workers = min(len(bounds), _blas_threads(blas))
+        if workers > 1:
+            with _parallel, blas.limit(limits=1, user_api="blas"):
+                if _blas_threads(blas) == 1:
+                    return _share(job, bounds, workers)
+    return [job(start, stop) for start, stop in bounds]
+
+
+def _share(job: Callable[[int, int], T], bounds: list[tuple[int, int]], workers: int) -> list[T]:
+    """Run the chunks on the calling thread and `workers - 1` pool threads, each taking the next
+    chunk not yet taken: a thread wakes once a job, not once a chunk."""
+    results: list = [None] * len(bounds)
+    taken = itertools.count()  # next() on it is atomic under the GIL
+    failed = threading.Event()  # no chunk starts after one has failed
+
+    def drain() -> None:
+        while not failed.is_set() and (i := next(taken)) < len(bounds):
+            try:
+                results[i] = job(*bounds[i])
+            except BaseException:
+                failed.set()
+                raise
+
+    helpers = [_pool(workers - 1).submit(drain) for _ in range(workers - 1)]
+    try:
+        drain()
+    finally:
+        done = [helper.exception() for helper in helpers]  # waits for each
+    for error in done:
+        if error is not None:
+            raise error
+    return results

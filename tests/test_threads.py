@@ -1,0 +1,145 @@
+"""cnn_core._threads: chunks of a batch on threads with BLAS held to one thread meanwhile."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from threadpoolctl import (
+    OpenBLASController,
+    ThreadpoolController,
+    threadpool_info,
+    threadpool_limits,
+)
+
+from cnn_core import _threads
+
+
+def blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def release_blas_control() -> None:
+    """Let any thread set OpenBLAS's threads again, as in a fresh process (threadpoolctl 3.8 lets
+    only the thread that last set them do so until it lets go)."""
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+
+
+@pytest.fixture
+def two_blas_threads():
+    """BLAS set to two threads (whatever this machine's core count), restored afterwards."""
+    if not blas_threads():
+        pytest.skip("no BLAS library threadpoolctl can control")
+    limits = threadpool_limits(2, user_api="blas")
+    release_blas_control()
+    yield
+    limits.restore_original_limits()
+    release_blas_control()
+
+
+def test_chunks_cover_the_range_in_order():
+    assert _threads.map_chunks(lambda a, b: (a, b), 7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert _threads.map_chunks(lambda a, b: (a, b), 3, 5) == [(0, 3)]
+    assert _threads.map_chunks(lambda a, b: (a, b), 0, 4) == []
+
+
+def test_chunks_run_side_by_side_on_single_threaded_blas(two_blas_threads):
+    meet = threading.Barrier(2, timeout=10)  # broken unless two chunks run at once
+
+    def job(start, stop):
+        meet.wait()
+        return threading.get_ident(), blas_threads()
+
+    ran = _threads.map_chunks(job, 4, 2)
+    assert len({ident for ident, _ in ran}) == 2
+    assert all(inside == [1] * len(inside) for _, inside in ran)
+    assert blas_threads() == [2] * len(blas_threads())
+
+
+def test_one_blas_thread_runs_the_chunks_on_the_calling_thread():
+    with threadpool_limits(1, user_api="blas"):
+        ran = _threads.map_chunks(lambda a, b: threading.get_ident(), 6, 1)
+    assert ran == [threading.get_ident()] * 6
+
+
+def test_a_failing_chunk_raises_stops_the_rest_and_gives_blas_its_threads_back(two_blas_threads):
+    started, second, failing = [], threading.Event(), threading.Event()
+
+    def job(start, stop):
+        started.append(start)
+        if start == 0:  # the calling thread's first chunk fails while the helper runs chunk 1
+            second.wait(10)
+            failing.set()
+            raise ValueError("chunk 0 failed")
+        second.set()
+        failing.wait(10)
+        time.sleep(0.5)  # chunk 0 has raised by now: nothing after this chunk may start
+        return start
+
+    with pytest.raises(ValueError, match="chunk 0 failed"):
+        _threads.map_chunks(job, 6, 1)
+    assert sorted(started) == [0, 1]
+    assert blas_threads() == [2] * len(blas_threads())
+
+
+def test_a_second_caller_runs_inline_while_a_chunked_job_holds_the_cores(two_blas_threads):
+    started, release = threading.Barrier(3, timeout=10), threading.Event()
+
+    def held(start, stop):
+        started.wait()
+        release.wait(10)
+
+    first = threading.Thread(target=_threads.map_chunks, args=(held, 2, 1))
+    first.start()
+    started.wait()  # both of the first caller's chunks are running on the pool
+    try:
+        ran = _threads.map_chunks(lambda a, b: (threading.get_ident(), blas_threads()), 3, 1)
+    finally:
+        release.set()
+        first.join(10)
+    count = len(blas_threads())
+    assert ran == [(threading.get_ident(), [1] * count)] * 3
+    assert blas_threads() == [2] * count
+
+
+@pytest.mark.skipif(
+    not hasattr(OpenBLASController, "clear_controlling_thread"),
+    reason="threadpoolctl before 3.8 lets any thread set OpenBLAS's threads",
+)
+def test_blas_limits_held_by_another_thread_mean_the_chunks_run_inline(two_blas_threads):
+    if OpenBLASController not in {type(lib) for lib in ThreadpoolController().lib_controllers}:
+        pytest.skip("numpy's BLAS is not OpenBLAS")
+    holding, release = threading.Event(), threading.Event()
+
+    def other_thread():
+        with threadpool_limits(2, user_api="blas"):  # this thread now controls OpenBLAS
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=other_thread)
+    other.start()
+    holding.wait(10)
+    try:
+        ran = _threads.map_chunks(lambda a, b: threading.get_ident(), 4, 1)
+    finally:
+        release.set()
+        other.join(10)
+    assert ran == [threading.get_ident()] * 4
+
+
+def test_a_forked_child_gets_its_own_threads(two_blas_threads):
+    _threads.map_chunks(lambda a, b: a, 4, 1)  # the parent's pool exists before the fork
+    pid = os.fork()
+    if pid == 0:
+        try:
+            meet = threading.Barrier(2, timeout=10)
+            _threads.map_chunks(lambda a, b: meet.wait(), 2, 1)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
