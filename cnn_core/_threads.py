@@ -1,15 +1,15 @@
 """Run a batch in chunks on threads, each calling single-threaded BLAS.
 
 The convolutions split a batch into chunks that fit a core's cache and run the chunks on as many
-threads as numpy's BLAS would use by itself; meanwhile BLAS is held to one thread (threadpoolctl),
-so that the chunk threads and BLAS's own workers do not fight over the cores. A job runs on the
-calling thread instead, with BLAS left as it is, when it is a single chunk, when BLAS uses one
-thread (OPENBLAS_NUM_THREADS=1, threadpoolctl's limits, or another thread's chunked job running),
-or when BLAS's thread count cannot be set (a library threadpoolctl does not know, or another thread
-holding OpenBLAS's limits).
+threads as BLAS would use by itself; meanwhile BLAS is held to one thread (threadpoolctl), so
+that the chunk threads and BLAS's own workers do not fight over the cores. A job runs on the
+calling thread instead, with BLAS left as it is, when it is a single chunk, when a BLAS library
+uses one thread (OPENBLAS_NUM_THREADS=1, threadpoolctl's limits, or another thread's chunked job
+under way), or when BLAS's thread count cannot be set (a library threadpoolctl does not know, or
+another thread holding OpenBLAS's limits).
 
-BLAS's thread count is process-wide: numpy called from another thread during a chunked job runs
-single-threaded until the job returns.
+With OpenBLAS's usual pthreads build the thread count is process-wide: numpy called from another
+thread during a chunked job runs single-threaded until the job returns.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _controller = None  # threadpoolctl's ThreadpoolController, made on first use (about 5 ms)
-_pools: dict[int, ThreadPoolExecutor] = {}
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_helpers: ThreadPoolExecutor | None = None
 _setup = threading.Lock()
 _parallel = threading.Lock()  # one chunked job at a time sets BLAS's limits and restores them
 
@@ -41,21 +42,25 @@ def _blas():
 
 
 def _blas_threads(blas) -> int:
-    """The most threads any BLAS library uses now; 1 when none is known."""
-    return max((lib.num_threads for lib in blas.lib_controllers), default=1)
+    """The fewest threads a BLAS library uses now (numba loads scipy's besides numpy's; a limit
+    on either is respected); 1 when none is known."""
+    counts = [lib.num_threads for lib in blas.lib_controllers]
+    return min((count for count in counts if count), default=1)
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool() -> ThreadPoolExecutor:
+    """The helper threads: one fewer than the cores (the calling thread works too)."""
+    global _helpers
     with _setup:
-        if workers not in _pools:
-            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="cnn_core")
-        return _pools[workers]
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(_CORES - 1 or 1, thread_name_prefix="cnn_core")
+        return _helpers
 
 
 def _forget_after_fork() -> None:
     """A forked child has none of its parent's threads, and maybe a lock one of them held."""
-    global _controller, _pools, _setup, _parallel
-    _controller, _pools, _setup, _parallel = None, {}, threading.Lock(), threading.Lock()
+    global _controller, _helpers, _setup, _parallel
+    _controller, _helpers, _setup, _parallel = None, None, threading.Lock(), threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -65,13 +70,13 @@ def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
     """[job(start, stop) for each chunk [start, stop) of range(n), `per` items a chunk], in order.
 
     Chunks may run concurrently, so `job` must write only to parts of shared arrays that no other
-    chunk touches. After a chunk raises, no other starts; the exception is raised here once the
-    chunks under way have finished.
+    chunk touches. Once a chunk has raised, the threads take no new chunk; the exception is raised
+    here after the chunks under way have finished.
     """
     bounds = [(start, min(n, start + per)) for start in range(0, n, per)]
     if len(bounds) > 1:
         blas = _blas()
-        workers = min(len(bounds), _blas_threads(blas))
+        workers = min(len(bounds), _blas_threads(blas), _CORES)
         if workers > 1:
             with _parallel, blas.limit(limits=1, user_api="blas"):
                 if _blas_threads(blas) == 1:
@@ -84,7 +89,7 @@ def _share(job: Callable[[int, int], T], bounds: list[tuple[int, int]], workers:
     chunk not yet taken: a thread wakes once a job, not once a chunk."""
     results: list = [None] * len(bounds)
     taken = itertools.count()  # next() on it is atomic under the GIL
-    failed = threading.Event()  # no chunk starts after one has failed
+    failed = threading.Event()  # set when a chunk raises: take no new chunk
 
     def drain() -> None:
         while not failed.is_set() and (i := next(taken)) < len(bounds):
@@ -94,7 +99,7 @@ def _share(job: Callable[[int, int], T], bounds: list[tuple[int, int]], workers:
                 failed.set()
                 raise
 
-    helpers = [_pool(workers - 1).submit(drain) for _ in range(workers - 1)]
+    helpers = [_pool().submit(drain) for _ in range(workers - 1)]
     try:
         drain()
     finally:

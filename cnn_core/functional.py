@@ -94,8 +94,8 @@ class ConvCache(NamedTuple):
 
 
 # Images per chunk: the chunk's unfolded input (C*KH*KW, OH*OW per image) stays within about
-# 1 MiB, a core's L2 cache on current x86, so im2col, the products and col2im of a chunk never go
-# out to memory. Fixed by shapes alone, never by the thread count, so results do not depend on it.
+# 1 MiB, a core's L2 cache on current x86, so that im2col, the products and col2im of a chunk
+# work in cache. Fixed by shapes alone, never by the thread count, so results do not depend on it.
 _CHUNK_BYTES = 1 << 20
 
 
@@ -103,7 +103,7 @@ def _chunk_images(cache: ConvCache) -> int:
     """Images per chunk for this convolution (at least one)."""
     _, c, kh, kw = cache.w.shape
     _, _, oh, ow = cache.out_shape
-    return max(1, _CHUNK_BYTES // (c * kh * kw * oh * ow * cache.xpad.itemsize))
+    return max(1, _CHUNK_BYTES // max(1, c * kh * kw * oh * ow * cache.xpad.itemsize))
 
 
 def _unfold(cache: ConvCache, start: int, stop: int) -> np.ndarray:

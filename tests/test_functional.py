@@ -173,7 +173,7 @@ def test_forward_conv_needs_no_numba_and_gives_the_same_bits_once_numba_is_loade
         rng = np.random.default_rng(5)
         cases = [((3, 2, 7, 6), (4, 2, 3, 2), (2, 1), (1, 2), np.float64),
                  ((2, 1, 9, 9), (3, 1, 5, 5), 3, 2, np.float32),
-                 ((40, 3, 8, 8), (6, 3, 3, 3), 1, 1, np.float32)]  # several chunks
+                 ((40, 16, 12, 12), (8, 16, 3, 3), 1, 1, np.float32)]  # 4 chunks
         args = [(rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt),
                  rng.standard_normal(ws[0]).astype(dt), s, p) for xs, ws, s, p, dt in cases]
         before = [f.conv2d_forward(x, w, b, stride=s, padding=p)[0] for x, w, b, s, p in args]

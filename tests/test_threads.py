@@ -30,10 +30,12 @@ def release_blas_control() -> None:
 
 
 @pytest.fixture
-def two_blas_threads():
-    """BLAS set to two threads (whatever this machine's core count), restored afterwards."""
+def two_blas_threads(monkeypatch):
+    """BLAS set to two threads and two cores assumed (whatever this machine has), restored
+    afterwards."""
     if not blas_threads():
         pytest.skip("no BLAS library threadpoolctl can control")
+    monkeypatch.setattr(_threads, "_CORES", 2)
     limits = threadpool_limits(2, user_api="blas")
     release_blas_control()
     yield
