@@ -201,7 +201,11 @@ def grade_cmd(args: argparse.Namespace) -> int:
 
     try:
         limits = Limits(
-            timeout=args.timeout, cell_timeout=min(args.timeout, 300.0), memory_mb=args.memory_mb
+            timeout=args.timeout,
+            cell_timeout=min(args.timeout, 300.0),
+            memory_mb=args.memory_mb,
+            max_output_mb=args.max_output_mb,
+            max_processes=args.max_processes,
         )
         batch = grade(
             args.assignment,
@@ -331,6 +335,18 @@ def _add_grade_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
     p.add_argument("--timeout", type=float, default=600.0, help="wall seconds per notebook")
     p.add_argument("--memory-mb", type=int, default=2048, help="memory per process, MB")
+    p.add_argument(
+        "--max-output-mb",
+        type=int,
+        default=50,
+        help="cap on a notebook's captured output and on each file it writes, MB",
+    )
+    p.add_argument(
+        "--max-processes",
+        type=int,
+        default=256,
+        help="processes and threads a submission may run at once",
+    )
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     p.add_argument(
         "--scheduler",

@@ -55,3 +55,27 @@ def test_demo_grades_a_synthetic_class_as_expected(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "full-marks" in out and "38 / 38" in out and "UNEXPECTED" not in out
     assert (tmp_path / "course" / "grades" / "a1_convolution" / "grades.csv").is_file()
+
+
+def test_grade_passes_every_limit_flag_to_the_sandbox(monkeypatch, capsys, tmp_path):
+    from autograder import grade as grading
+
+    seen = {}
+
+    def fake_grade(assignment, submissions, course, out, workers, limits, force, **kwargs):
+        seen["limits"] = limits
+        raise grading.GradeError("stopped after the limits were made")
+
+    monkeypatch.setattr(grading, "grade", fake_grade)
+    flags = ["--timeout", "90", "--memory-mb", "1024", "--max-output-mb", "5"]
+    argv = ["grade", "a1_convolution", str(tmp_path), *flags, "--max-processes", "32"]
+    assert main(argv) == 1
+    assert "stopped after the limits were made" in capsys.readouterr().err
+    limits = seen["limits"]
+    assert (limits.timeout, limits.cell_timeout, limits.memory_mb) == (90.0, 90.0, 1024)
+    assert (limits.max_output_mb, limits.max_processes) == (5, 32)
+
+
+def test_grade_refuses_a_limit_that_is_not_positive(capsys, tmp_path):
+    assert main(["grade", "a1_convolution", str(tmp_path), "--max-processes", "0"]) == 1
+    assert "max_processes must be positive, got 0" in capsys.readouterr().err
