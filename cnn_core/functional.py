@@ -156,7 +156,7 @@ def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int, input_grad: 
     )
     dout = np.ascontiguousarray(dout).reshape(n, f, oh * ow)
     w_row = cache.w.reshape(f, -1)
-    (ph, pw), (_, _, h, wd) = cache.padding, cache.x_shape
+    (ph, pw), (_, _, h, wd), (_, _, kh, kw) = cache.padding, cache.x_shape, cache.w.shape
     dx = np.empty(cache.x_shape, cache.xpad.dtype) if input_grad else None
 
     def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +167,6 @@ def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int, input_grad: 
         if dx is not None:
             dcols = np.matmul(w_row.T, ds, out=cols)  # W^T . dS, folded back below
             dxpad = np.empty((stop - start, *cache.xpad.shape[1:]), cols.dtype)
-            _, _, kh, kw = cache.w.shape
             _kernels().col2im_padded(dcols, kh, kw, *cache.stride, oh, ow, dxpad)
             dx[start:stop] = dxpad[:, :, ph : ph + h, pw : pw + wd]
         return dw_t, db
