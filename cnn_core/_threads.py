@@ -31,7 +31,8 @@ _parallel = threading.Lock()  # one chunked job at a time sets BLAS's limits and
 
 
 def _blas():
-    """threadpoolctl's controller of the BLAS libraries loaded now (numpy's among them)."""
+    """threadpoolctl's controller of the BLAS libraries loaded when it was first asked for: numpy's,
+    and scipy's if numba had loaded it by then (numba's linear algebra; the kit's kernels use none)."""
     global _controller
     with _setup:
         if _controller is None:
@@ -42,8 +43,8 @@ def _blas():
 
 
 def _blas_threads(blas) -> int:
-    """The fewest threads a BLAS library uses now (numba loads scipy's besides numpy's; a limit
-    on either is respected); 1 when none is known."""
+    """The fewest threads any of `blas`'s libraries uses now, so that a limit on any is respected;
+    1 when none is known."""
     counts = [lib.num_threads for lib in blas.lib_controllers]
     return min((count for count in counts if count), default=1)
 

@@ -10,7 +10,6 @@ import pytest
 from threadpoolctl import (
     OpenBLASController,
     ThreadpoolController,
-    threadpool_info,
     threadpool_limits,
 )
 
@@ -18,7 +17,9 @@ from cnn_core import _threads
 
 
 def blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Threads of each BLAS library cnn_core holds to one thread during a chunked job: those loaded
+    when the process's first chunked job ran (numpy's; scipy's too if numba had loaded it)."""
+    return [lib.num_threads for lib in _threads._blas().lib_controllers]
 
 
 def release_blas_control() -> None:
