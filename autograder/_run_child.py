@@ -3,9 +3,11 @@
 autograder.sandbox starts this file as a script with `python -I` (or its forking server calls
 `run`), so neither the working folder (the student's) nor environment variables can shadow the
 modules it imports. It reads the notebook (nbformat JSON, already validated by the parent)
-from stdin and writes to stdout one line of JSON, {"status": ..., "reason": ...}, followed by
-the executed notebook's JSON. The parent trusts none of it: it caps what it reads and parses it
-as data.
+from stdin and writes to stdout a line {"started": index} as each code cell starts (so that the
+parent knows where a run that died stopped), then one line of JSON, {"status", "reason", "cell",
+"truncated"}, followed by the executed notebook's JSON. The parent trusts none of it: it caps
+what it reads and parses it as data. The captured output is cut to the limits as it comes
+(`_OutputCap`), so that a flood costs neither the run nor the grader's memory.
 
 The process-tree helpers at the end serve both sides (the parent imports them); like the rest
 of this file they need nothing but the standard library and nbclient.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ctypes
 import importlib.util
@@ -38,7 +41,7 @@ import time
 import uuid
 from pathlib import Path
 from queue import Empty
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 # jsonschema, which nbformat imports, builds an RFC 3987 grammar when rfc3987_syntax is
 # installed: about 1 s of every run, for IRI format checks no notebook schema makes.
@@ -55,6 +58,8 @@ PR_SET_DUMPABLE = 4  # from <linux/prctl.h>
 PR_SET_CHILD_SUBREAPER = 36
 KILL_ROUNDS = 10  # sweeps of kill_descendants, for processes forked while it kills
 REAP_SECONDS = 1.0  # how long a killed kernel may take to die before polling takes over
+CELL_SHARE = 10  # a cell may keep 1/CELL_SHARE of the notebook's output cap (at least 1 MB)
+ERROR_CHARS = 2000  # of an error's message and of each traceback line kept past the cap
 
 
 def main() -> None:
@@ -79,9 +84,9 @@ def run(args: argparse.Namespace) -> NoReturn:
     # tests, and before any thread or event loop exists in this process.
     kernel = KernelFork()
     nb = nbformat.reads(sys.stdin.buffer.read().decode("utf-8"), as_version=4)
-    status, reason = _execute(nb, args, kernel, args.deadline - time.monotonic())
+    report = _execute(nb, args, kernel, args.deadline - time.monotonic(), result)
     kill_descendants(os.getpid())  # whatever the student left running, daemons included
-    result.write(json.dumps({"status": status, "reason": reason}).encode() + b"\n")
+    result.write(json.dumps(report).encode() + b"\n")
     result.write(nbformat.writes(nb).encode())
     result.close()
     os._exit(0)  # skip the interpreter's teardown (~0.5 s): the parent kills what is left
@@ -149,47 +154,156 @@ def _become_init() -> None:
 
 
 def _execute(
-    nb: nbformat.NotebookNode, args: argparse.Namespace, kernel: KernelFork, seconds_left: float
-) -> tuple[str, str]:
-    """Run every cell of `nb` in place in `kernel`; (status, reason) of the run. Cell errors
-    are outputs, not failures: judging them is the grader's job."""
-    client = _SandboxClient(nb, args.cell_timeout, args.max_output_mb, kernel)
+    nb: nbformat.NotebookNode,
+    args: argparse.Namespace,
+    kernel: KernelFork,
+    seconds_left: float,
+    progress: BinaryIO,
+) -> dict:
+    """Run every cell of `nb` in place in `kernel`, writing a line {"started": index} to
+    `progress` before each code cell; the report of the run: {"status", "reason", "cell" (the
+    index of the cell the run stopped in, None when it ran to its end), "truncated" ({index:
+    bytes of output cut})}. Cell errors are outputs, not failures: judging them is the
+    grader's job."""
+    client = _SandboxClient(nb, args.cell_timeout, args.max_output_mb, kernel, progress)
     why = f"was still running at the {args.timeout:g} s wall-time limit; the kernel was killed"
     watchdog = threading.Timer(max(seconds_left, 0.0), client.stop, ("timeout", why))
     watchdog.daemon = True
     watchdog.start()
+    stopped_in = None
     try:
         client.execute()
         verdict = ("ok", "")
     except CellTimeoutError:
+        stopped_in = client.cell_index
         verdict = ("timeout", f"{client.where()} ran past the {args.cell_timeout:g} s cell limit")
     except DeadKernelError:
+        stopped_in = client.cell_index
         verdict = ("crashed", f"the kernel died during {client.where()} ({client.kernel_exit()})")
     except Exception as exc:  # whatever stopped the run becomes its reason
+        stopped_in = client.cell_index
         verdict = ("crashed", f"execution failed at {client.where()}: {type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()
-    return client.stopped or verdict
+    status, reason = client.stopped or verdict
+    if client.stopped:
+        stopped_in = client.cell_index
+    truncated = {str(index): cut for index, cut in client.cap.cut.items()}
+    return {"status": status, "reason": reason, "cell": stopped_in, "truncated": truncated}
+
+
+class _OutputCap:
+    """Keeps a notebook's captured output within `total` bytes and each cell's within `per_cell`
+    (text for streams, the message's JSON for the rest): a cell keeps the first half of its
+    share and, of the streams that followed, the last half, with a line between them saying how
+    much was cut. Errors are always kept, shortened, since they decide whether a test passed."""
+
+    def __init__(self, total: int, per_cell: int):
+        self.total, self.half = total, per_cell // 2
+        self.used = 0  # bytes kept in the whole notebook
+        self.cut: dict[int, int] = {}  # cell index -> bytes dropped
+        self._cell: int | None = None
+        self._kept = 0  # bytes kept at the head of the current cell
+        self._tail: collections.deque[list[str]] = collections.deque()  # [name, text]
+        self._tail_size = 0
+
+    def admit(self, cell_index: int, msg: dict) -> dict | None:
+        """The message to record (`msg`, or the part of it that fits), or None when it is cut."""
+        if cell_index != self._cell:
+            self._cell, self._kept = cell_index, 0
+            self._tail.clear()
+            self._tail_size = 0
+        content, kind = msg["content"], msg["msg_type"]
+        stream = kind == "stream" and isinstance(content.get("text"), str)
+        size = len(content["text"]) if stream else len(json.dumps(content))
+        room = max(min(self.half - self._kept, self.total - self.used), 0)
+        if cell_index in self.cut:
+            room = 0  # once a cell has lost output, what follows belongs to its tail
+        if size <= room or kind == "error":
+            self._kept, self.used = self._kept + size, self.used + size
+            return msg if size <= room else _shortened_error(msg)
+        if not stream:
+            self.cut[cell_index] = self.cut.get(cell_index, 0) + size
+            return None
+        head, rest = content["text"][:room], content["text"][room:]
+        self._kept, self.used = self._kept + len(head), self.used + len(head)
+        self.cut[cell_index] = self.cut.get(cell_index, 0) + len(rest)
+        self._add_tail(content.get("name", "stdout"), rest)
+        return {**msg, "content": {**content, "text": head}} if head else None
+
+    def _add_tail(self, name: str, text: str) -> None:
+        self._tail.append([name, text[-self.half :] if self.half else ""])
+        self._tail_size += len(self._tail[-1][1])
+        self._trim_tail(self.half)
+
+    def _trim_tail(self, limit: int) -> None:
+        """Drop the oldest tail text until at most `limit` characters are left."""
+        while self._tail_size > limit:
+            excess = self._tail_size - limit
+            first = self._tail[0]
+            if len(first[1]) <= excess:
+                self._tail.popleft()
+                self._tail_size -= len(first[1])
+            else:
+                first[1] = first[1][excess:]
+                self._tail_size -= excess
+
+    def finish(self, cell_index: int, outputs: list) -> None:
+        """Append the cut notice and the kept tail to the outputs of cell `cell_index`."""
+        if cell_index != self._cell or cell_index not in self.cut:
+            return
+        self._trim_tail(max(self.total - self.used, 0))
+        self.used += self._tail_size
+        self.cut[cell_index] -= self._tail_size
+        notice = (
+            f"\n[cnnkit: {amount(self.cut[cell_index])} of this cell's output was cut here; "
+            "its first and last parts are kept]\n"
+        )
+        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=notice))
+        for name, text in self._tail:
+            last = outputs[-1]
+            if last.get("output_type") == "stream" and last.get("name") == name:
+                last.text += text
+            else:
+                outputs.append(nbformat.v4.new_output("stream", name=name, text=text))
+        self._tail.clear()
+        self._tail_size = 0
+
+
+def _shortened_error(msg: dict) -> dict:
+    """An error message with its value and traceback cut to a readable size."""
+    content = dict(msg["content"])
+    content["evalue"] = str(content.get("evalue", ""))[:ERROR_CHARS]
+    content["traceback"] = [line[:ERROR_CHARS] for line in content.get("traceback", [])[-20:]]
+    return {**msg, "content": content}
 
 
 class _SandboxClient(NotebookClient):
-    """nbclient's executor, plus a kill switch for the kernel and a cap on captured output."""
+    """nbclient's executor, plus a kill switch for the kernel, a cap on captured output and a
+    progress line per cell."""
 
     def __init__(
-        self, nb: nbformat.NotebookNode, cell_timeout: float, max_output_mb: int, fork: KernelFork
+        self,
+        nb: nbformat.NotebookNode,
+        cell_timeout: float,
+        max_output_mb: int,
+        fork: KernelFork,
+        progress: BinaryIO,
     ):
         super().__init__(
             nb,
             timeout=max(1, math.ceil(cell_timeout)),
+            timeout_func=_cell_timeout(cell_timeout),
             kernel_name="python3",
             allow_errors=True,
             shutdown_kernel="immediate",  # a stuck kernel gets no graceful shutdown to ignore
             shell_timeout_interval=1,  # seconds between liveness checks while waiting
             resources={"metadata": {"path": os.getcwd()}},
         )
-        self.max_output_mb = max_output_mb
+        total = max_output_mb * MB
+        self.cap = _OutputCap(total, min(total, max(total // CELL_SHARE, MB)))
         self.fork = fork
-        self.output_bytes = 0
+        self.progress = progress
         self.cell_index: int | None = None
         self.kernel = None  # the kernel's Popen, once started
         self.stopped: tuple[str, str] | None = None  # (status, reason) when stop() ended the run
@@ -208,20 +322,23 @@ class _SandboxClient(NotebookClient):
 
     async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
         self.cell_index = cell_index
-        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        if cell.cell_type == "code" and cell.source.strip():
+            self.progress.write(json.dumps({"started": cell_index}).encode() + b"\n")
+            self.progress.flush()
+        try:
+            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        finally:
+            if cell.cell_type == "code":
+                self.cap.finish(cell_index, cell.outputs)
 
     def output(self, outs, msg, display_id, cell_index):
-        """Count each output's JSON size (bytes); past the cap, replace the cell's outputs
-        with a notice and stop the kernel."""
+        """Record the output if the cap admits it."""
         if self.stopped:
             return None
-        self.output_bytes += len(json.dumps(msg["content"]))
-        if self.output_bytes > self.max_output_mb * MB:
-            notice = f"[output stopped: more than {self.max_output_mb} MB]\n"
-            outs[:] = [nbformat.v4.new_output("stream", name="stderr", text=notice)]
-            self.stop("invalid", f"produced more than {self.max_output_mb} MB of output")
+        admitted = self.cap.admit(cell_index, msg)
+        if admitted is None:
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        return super().output(outs, admitted, display_id, cell_index)
 
     def stop(self, status: str, why: str) -> None:
         """Kill the kernel's process group; the run ends with `status` and '<cell> <why>'.
@@ -243,6 +360,19 @@ class _SandboxClient(NotebookClient):
 
     def kernel_exit(self) -> str:
         return describe_exit(None if self.kernel is None else self.kernel.poll())
+
+
+def _cell_timeout(seconds: float):
+    """nbclient's timeout_func: `seconds` for every cell but one marked `{"cnnkit": {"timeout":
+    false}}` (the grader's output checks, which bound each case themselves), which runs until
+    the notebook's wall-time limit."""
+
+    def timeout(cell) -> int | None:
+        if cell.metadata.get("cnnkit", {}).get("timeout") is False:
+            return None
+        return max(1, math.ceil(seconds))
+
+    return timeout
 
 
 class KernelFork:
@@ -371,6 +501,11 @@ class _ReadyClient(AsyncKernelClient):
                 raise RuntimeError("Kernel died before replying to kernel_info")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+
+def amount(size: int) -> str:
+    """'3.2 MB' or '45 KB' for a number of bytes."""
+    return f"{size / MB:.1f} MB" if size >= MB else f"{max(size, 1) / 1024:.0f} KB"
 
 
 def describe_exit(code: int | None) -> str:

@@ -202,10 +202,11 @@ def grade_cmd(args: argparse.Namespace) -> int:
     try:
         limits = Limits(
             timeout=args.timeout,
-            cell_timeout=min(args.timeout, 300.0),
+            cell_timeout=args.cell_timeout,
             memory_mb=args.memory_mb,
             max_output_mb=args.max_output_mb,
             max_processes=args.max_processes,
+            case_timeout=args.case_timeout,
         )
         batch = grade(
             args.assignment,
@@ -247,6 +248,7 @@ def demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from autograder.grade import grade
+    from autograder.outputs import curve_spec
     from autograder.release import release
     from autograder.sandbox import Limits
     from autograder.synthetic import expected, make_class
@@ -261,7 +263,11 @@ def demo(args: argparse.Namespace) -> int:
     cls = expected(args.assignment)
     print(f"a synthetic class of {len(cls)} in {subs}: {', '.join(cls)}\n")
     limits = Limits(
-        timeout=args.timeout, cell_timeout=args.timeout, memory_mb=2048, max_output_mb=20
+        timeout=args.timeout,
+        # the class's hanging students each cost a cell limit; a4's training needs its own
+        cell_timeout=args.cell_timeout or (None if curve_spec(args.assignment) else 10.0),
+        memory_mb=2048,
+        case_timeout=args.case_timeout,
     )
     batch = grade(
         args.assignment, subs, course, workers=args.workers, limits=limits, progress=not args.quiet
@@ -295,7 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="grade a synthetic class in a temporary course")
     p.add_argument("--assignment", default="a1_convolution", help="the assignment to grade")
     p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
-    p.add_argument("--timeout", type=float, default=30.0, help="wall seconds per notebook")
+    p.add_argument("--timeout", type=float, default=120.0, help="wall seconds per notebook")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        help="seconds per cell before it is skipped (default: 10; a4: the assignment's)",
+    )
+    p.add_argument(
+        "--case-timeout", type=float, default=3.0, help="seconds per hidden case of a check"
+    )
     p.add_argument("--keep", metavar="DIR", help="build the course here instead of a temp folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
@@ -333,13 +347,31 @@ def _add_grade_parser(sub) -> None:
     p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
     p.add_argument("--out", help="output folder (default: <course>/grades/<assignment>)")
     p.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: cores)")
-    p.add_argument("--timeout", type=float, default=600.0, help="wall seconds per notebook")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="wall seconds per notebook, every run again after a skipped cell included",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        help="seconds a cell may run before it is skipped (default: the assignment's, "
+        "60 for a1-a3, 300 for a4)",
+    )
+    p.add_argument(
+        "--case-timeout",
+        type=float,
+        default=10.0,
+        help="seconds one hidden case of the output checks may run before it is stopped",
+    )
     p.add_argument("--memory-mb", type=int, default=2048, help="memory per process, MB")
     p.add_argument(
         "--max-output-mb",
         type=int,
         default=50,
-        help="cap on a notebook's captured output and on each file it writes, MB",
+        help="captured output kept per notebook (a tenth per cell; the rest is cut), and the "
+        "cap on each file it writes, MB",
     )
     p.add_argument(
         "--max-processes",

@@ -8,11 +8,13 @@ For each student found by `collect.find_submissions`:
    and added cells from the submission; the output-check cell (`outputs.harvest_cell`) goes last.
 3. `sandbox.run_notebook` runs it in a fresh work folder holding a copy of the student's files,
    as an unprivileged uid of its own, with the course, the solutions and the other students'
-   material hidden; `CNNKIT_STUDENT_ID` seeds the hidden cases. A crashed run is retried once.
+   material hidden; `CNNKIT_STUDENT_ID` seeds the hidden cases. A cell that runs past the cell
+   limit or ends the kernel (twice) is replaced by one that raises an error naming it and the
+   notebook runs again, so that a bug costs only what depends on it (`_run_with_skips`).
 4. Scoring happens here, never in the student's process: an item with output checks is scored
    by `outputs.score_outputs` (partial credit); any other by its test cell (full points when it
-   ran without an error or stderr output). Flags of reference use, forbidden libraries or
-   patching take the points of the items the flagged code feeds.
+   ran without an error). Flags of reference use, forbidden libraries or patching take the
+   points of the items the flagged code feeds.
 
 Each student's `Outcome` is saved under `<out>/results/` as soon as it is known, keyed by the
 submission's digest and the grading set-up, so a re-run grades only what changed (or everything,
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -43,11 +46,12 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograder import curves, outputs, report
+from autograder._run_child import amount
 from autograder.collect import Submission, find_submissions, unsafe_id_problem
 from autograder.gradebook import registered, update_gradebook
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
-from autograder.sandbox import Limits, RunResult, run_notebook, start_server
+from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.grading import STUDENT_ENV
 from cnn_core.train import REPLAY_ENV
@@ -85,6 +89,9 @@ VOIDING = ("reference-use", "forbidden-library", "tampered")
 _AST_LOCK = threading.Lock()
 _TEMPLATE_LOCK = threading.Lock()
 STATUS_OF_RUN = {"ok": "graded", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
+MAX_SKIPS = 3  # cells of one notebook that may be skipped for hanging or ending the kernel
+MIN_RUN_SECONDS = 5.0  # a run again after a skip needs at least this much of the time limit
+CELL_TIMEOUT = 120.0  # seconds per cell for an assignment whose check module sets none
 
 
 class GradeError(RuntimeError):
@@ -139,6 +146,8 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         generate(assignment, course)
     names = sorted(p.name for p in source.glob("*.ipynb"))
     items, feeds = _items(source, names)
+    if limits.cell_timeout is None:
+        limits = replace(limits, cell_timeout=cell_timeout(assignment))
     if not items:
         raise GradeError(f"{source} has no autograded test cells")
     return Setup(
@@ -152,6 +161,12 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         limits,
         _setup_key(source, released, names, limits),
     )
+
+
+def cell_timeout(assignment: str) -> float:
+    """The seconds a cell of `assignment` may run by default: its check module's CELL_TIMEOUT
+    (a training cell needs more than a convolution's test), else CELL_TIMEOUT."""
+    return float(getattr(outputs.check_module(assignment), "CELL_TIMEOUT", CELL_TIMEOUT))
 
 
 def _check_name(assignment: str) -> None:
@@ -180,7 +195,7 @@ def _items(source: Path, names: list[str]) -> tuple[list[Item], dict[str, list[s
 
 def _setup_key(source: Path, released: Path, names: list[str], limits: Limits) -> str:
     # values, not repr: Limits(timeout=25) and Limits(timeout=25.0) grade alike
-    h = hashlib.sha256(repr([float(v) for v in astuple(limits)]).encode())
+    h = hashlib.sha256(repr([v if v is None else float(v) for v in astuple(limits)]).encode())
     for folder in (source, released):
         for name in names:
             h.update((folder / name).read_bytes())
@@ -255,19 +270,21 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
     for book in books:
-        run, tries = _run_with_retry(setup, sub, book, workroot)
-        seconds, attempts = seconds + run.seconds, attempts + tries
-        if run.status != "ok":
+        graded = _run_with_skips(setup, sub, book, workroot)
+        run = graded.run
+        seconds, attempts = seconds + graded.seconds, attempts + graded.attempts
+        flags += [FlagNote(s.status, f"{book.name}: {s.reason}") for s in graded.skips]
+        flags += _run_flags(book.name, run)
+        if not run.completed:
             run_status = STATUS_OF_RUN.get(run.status, "invalid")
             status = _worse(status, run_status)
             reasons.append(f"{book.name}: {run.reason}")
-            flags.append(FlagNote(run_status, f"{book.name}: {run.reason}"))
         payload = outputs.harvested(run.notebook)
         results |= _score_notebook(setup, sub, book.name, run, payload)
         curve_results, curve_flags = _grade_curve(setup, sub, book, run, payload)
         results |= curve_results
         flags += curve_flags
-        _keep_autograded(setup, sub, book.name, run)
+        _keep_autograded(setup, sub, book, run, graded.skips)
     items = [results[i.grade_id] for i in setup.items]
     items = _void(items, flags, setup)
     return Outcome(
@@ -330,25 +347,136 @@ def _static_flags(setup: Setup, books: list[_Book]) -> list[FlagNote]:
     return [FlagNote(f.name, f.reason, f.cell) for f in flags]
 
 
-def _run_with_retry(
-    setup: Setup, sub: Submission, book: _Book, workroot: Path
-) -> tuple[RunResult, int]:
-    """Run one notebook of `sub` in the sandbox; a crashed run gets one more try."""
+@dataclass(frozen=True)
+class _Skip:
+    """A cell that hung or ended its kernel, replaced by one that raises for the next run."""
+
+    index: int  # in the notebook the sandbox runs
+    status: str  # "timeout", "crashed" or "memory"
+    reason: str  # names the cell and says why it was skipped
+    source: str  # the cell's own code, restored in the autograded copy
+
+
+@dataclass
+class _Graded:
+    """The last sandbox run of one notebook and what it took to get there."""
+
+    run: RunResult
+    skips: list[_Skip]
+    attempts: int
+    seconds: float
+
+
+def _run_with_skips(setup: Setup, sub: Submission, book: _Book, workroot: Path) -> _Graded:
+    """Run one notebook of `sub` in the sandbox until it runs to its end: a cell that runs past
+    the cell limit, or in which the kernel or the runner dies twice, is replaced by one that
+    raises an error naming it, and the notebook runs again from the start, so that only what
+    depends on that cell loses points. At most MAX_SKIPS cells are skipped, and every run
+    shares the notebook's wall-time limit; a crash outside any cell is retried once."""
     nb = assemble(book.submitted, book.source, book.released)
-    if outputs.harvests(setup.assignment):
-        nb.cells.append(outputs.harvest_cell(setup.assignment))
-    run = _run_once(setup, sub, nb, book.name, workroot)
-    if run.status != "crashed":
-        return run, 1
-    return _run_once(setup, sub, nb, book.name, workroot), 2
+    deadline = time.monotonic() + setup.limits.timeout
+    skips: list[_Skip] = []
+    crashed_in: set[int | None] = set()
+    attempts, seconds = 0, 0.0
+    while True:
+        run = _run_once(
+            setup, sub, _with_harvest(setup, nb, deadline), book.name, workroot, deadline
+        )
+        attempts, seconds = attempts + 1, seconds + run.seconds
+        if run.completed or run.status == "invalid":
+            break
+        if run.status == "crashed" and run.cell not in crashed_in:
+            crashed_in.add(run.cell)  # once more as it was: the crash may not be the student's
+            continue
+        if not _skippable(run, nb, skips, deadline):
+            break
+        skip = _skip(nb, run, setup.limits)
+        skips.append(skip)
+        nb.cells[skip.index] = _raising(nb.cells[skip.index], skip.reason)
+    return _Graded(run, skips, attempts, seconds)
+
+
+def _with_harvest(setup: Setup, nb: nbformat.NotebookNode, deadline: float):
+    """`nb` with the output-check cell appended (when the assignment has one), whose cases
+    stop in time for the notebook's `deadline` (time.monotonic() seconds)."""
+    if not outputs.harvests(setup.assignment):
+        return nb
+    run = nbformat.from_dict(dict(nb))
+    cell = outputs.harvest_cell(setup.assignment, setup.limits.case_timeout, deadline - GRACE)
+    run.cells = [*nb.cells, cell]
+    return run
+
+
+def _skippable(run: RunResult, nb: nbformat.NotebookNode, skips: list, deadline: float) -> bool:
+    """True when the run stopped in one of the notebook's own cells and another run fits."""
+    return (
+        run.cell is not None
+        and run.cell < len(nb.cells)
+        and nb.cells[run.cell].cell_type == "code"
+        and run.status in ("timeout", "crashed", "memory")
+        and len(skips) < MAX_SKIPS
+        and deadline - time.monotonic() > MIN_RUN_SECONDS
+    )
+
+
+def _skip(nb: nbformat.NotebookNode, run: RunResult, limits: Limits) -> _Skip:
+    """The _Skip of the cell `run` stopped in, with a reason a student can act on."""
+    cell = nb.cells[run.cell]
+    name = _cell_name(cell, run.cell)
+    why = {
+        "timeout": f"ran past the {limits.per_cell:g} s cell limit",
+        "memory": f"ran out of memory ({run.reason})",
+    }.get(run.status, f"stopped the notebook ({run.reason})")
+    reason = f"{name} {why} and was skipped; the notebook was run again without it"
+    return _Skip(run.cell, run.status, reason, cell.source)
+
+
+def _cell_name(cell, index: int) -> str:
+    """ "cell `grade_id`", or for a cell without one "cell N (`its first line`)"."""
+    gid = _gid(cell)
+    if gid:
+        return f"cell `{gid}`"
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    first = first if len(first) <= 40 else first[:37] + "..."
+    return f"cell {index + 1} (`{first}`)"
+
+
+def _raising(cell, reason: str) -> nbformat.NotebookNode:
+    """`cell` (metadata kept, so it still scores under its grade_id) as code that raises."""
+    stand_in = nbformat.from_dict(dict(cell))
+    stand_in.source = f"raise RuntimeError({('cnnkit: ' + reason)!r})"
+    return stand_in
+
+
+def _run_flags(name: str, run: RunResult) -> list[FlagNote]:
+    """Flags of a run that ran to its end but not cleanly: a cell out of memory (the rest of
+    the notebook ran), output cut to the caps."""
+    flags = []
+    if run.completed and run.status == "memory":
+        flags.append(FlagNote("memory", f"{name}: {run.reason}"))
+    for index, cut in sorted(run.truncated.items()):
+        flags.append(
+            FlagNote(
+                "output-truncated",
+                f"{name}: cell {index + 1} printed {amount(cut)} more than the output limit "
+                "allows; that part was cut (no points are lost for it)",
+            )
+        )
+    return flags
 
 
 def _run_once(
-    setup: Setup, sub: Submission, nb: nbformat.NotebookNode, name: str, workroot: Path
+    setup: Setup,
+    sub: Submission,
+    nb: nbformat.NotebookNode,
+    name: str,
+    workroot: Path,
+    deadline: float,
 ) -> RunResult:
-    """One sandbox run of `nb` in a fresh copy of the student's folder (removed afterwards)."""
+    """One sandbox run of `nb` in a fresh copy of the student's folder (removed afterwards),
+    ending by `deadline` (time.monotonic() seconds)."""
     workdir = workroot / f"{sub.student_id}"
-    spec = _curve(setup)
+    spec = outputs.curve_spec(setup.assignment)
     env = {STUDENT_ENV: sub.student_id}
     if spec is not None:  # replay the notebook's training without its submitted curve
         env[REPLAY_ENV] = str(spec.replay)
@@ -365,7 +493,7 @@ def _run_once(
         return run_notebook(
             path,
             workdir,
-            setup.limits,
+            replace(setup.limits, timeout=max(deadline - time.monotonic(), MIN_RUN_SECONDS)),
             env,
             hide=setup.hide,
             uid=UID_BASE + threading.get_native_id(),
@@ -434,7 +562,8 @@ def _score_notebook(
     setup: Setup, sub: Submission, name: str, run: RunResult, payload: dict | None
 ) -> dict[str, ItemResult]:
     """{grade_id: ItemResult} for the items of notebook `name`, from the executed notebook and
-    the output checks' `payload` in it."""
+    the output checks' `payload` in it. When the checks did not run (the notebook's time ran
+    out before them), an item they would decide scores by its test cell, as what did run."""
     cells = {}
     if run.notebook is not None:
         cells = {_gid(c): c for c in run.notebook.cells if _gid(c)}
@@ -448,18 +577,18 @@ def _score_notebook(
     for item in (i for i in setup.items if i.notebook == name):
         cell = cells.get(item.grade_id)
         cell_points, cell_messages = _cell_score(cell, run)
-        if item.grade_id in checked:
+        if item.grade_id in checked and (payload or run.completed or not _ran(cell)):
             fraction, messages = checked[item.grade_id]
             # a visible test's error is worth reading, but only the checks give points
             if fraction < 1 and _ran(cell):
                 messages = messages + cell_messages
             points = round(fraction * item.max_points, 3)
-            scored[item.grade_id] = ItemResult(item.grade_id, points, item.max_points, messages)
         else:
-            points = cell_points * item.max_points
-            scored[item.grade_id] = ItemResult(
-                item.grade_id, points, item.max_points, cell_messages
-            )
+            points, messages = cell_points * item.max_points, cell_messages
+            if item.grade_id in checked:
+                why = f"scored by its test cell: the output checks did not run ({run.reason})"
+                messages = [why, *messages]
+        scored[item.grade_id] = ItemResult(item.grade_id, points, item.max_points, messages)
     return scored
 
 
@@ -467,15 +596,11 @@ def _ran(cell) -> bool:
     return cell is not None and cell.get("execution_count") is not None
 
 
-def _curve(setup: Setup) -> curves.CurveSpec | None:
-    return getattr(outputs.check_module(setup.assignment), "CURVE", None)
-
-
 def _grade_curve(
     setup: Setup, sub: Submission, book: _Book, run: RunResult, payload: dict | None
 ) -> tuple[dict[str, ItemResult], list[FlagNote]]:
     """The items and flags of the assignment's training curve, if it has one in `book`."""
-    spec = _curve(setup)
+    spec = outputs.curve_spec(setup.assignment)
     mine = {i.grade_id: i.max_points for i in setup.items if i.notebook == book.name}
     if spec is None or not set(spec.items) <= set(mine):
         return {}, []
@@ -486,8 +611,10 @@ def _grade_curve(
 
 
 def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:
-    """(1 or 0, messages) for one executed test cell. nbgrader's determine_grade is not used:
-    it takes a number the cell displays as partial credit, which student code can forge."""
+    """(1 or 0, messages) for one executed test cell: full points when it ran without an
+    error. Output on stderr (a warning) costs nothing, unlike in nbgrader, and neither does
+    a displayed number: nbgrader's determine_grade takes it as partial credit, which student
+    code can forge."""
     if not _ran(cell):
         why = run.reason or "the notebook stopped before it"
         return 0.0, [f"not run: {why}"]
@@ -495,8 +622,6 @@ def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:
         if out.get("output_type") == "error":
             error = ": ".join(str(p) for p in (out.get("ename"), out.get("evalue")) if p)
             return 0.0, [error[:500]]
-        if out.get("output_type") == "stream" and out.get("name") == "stderr":
-            return 0.0, [f"wrote to stderr (a test must run silently): {out.get('text', '')[:200]}"]
     return 1.0, []
 
 
@@ -529,16 +654,21 @@ def _dedupe(flags: list[FlagNote]) -> list[FlagNote]:
     return list(dict.fromkeys(flags))
 
 
-def _keep_autograded(setup: Setup, sub: Submission, name: str, run: RunResult) -> None:
+def _keep_autograded(
+    setup: Setup, sub: Submission, book: _Book, run: RunResult, skips: list[_Skip]
+) -> None:
     """Write the executed notebook where formgrader expects it (autograded/<student>/...),
-    without the output-check cell."""
+    without the output-check cell, each skipped cell showing its own code again."""
     if run.notebook is None:
         return
     nb = run.notebook
     nb.cells = [c for c in nb.cells if "cnnkit" not in c.metadata]
+    for skip in skips:
+        if skip.index < len(nb.cells):
+            nb.cells[skip.index].source = skip.source
     folder = setup.course / "autograded" / sub.student_id / setup.assignment
     folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, folder / name)
+    nbformat.write(nb, folder / book.name)
 
 
 # --------------------------------------------------------------------------- the batch

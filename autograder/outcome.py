@@ -23,6 +23,7 @@ FLAGS = (
     "reference-use",
     "forbidden-library",
     "fabricated-curve",
+    "output-truncated",  # informational: costs no points
 )
 RECORD_VERSION = 1
 

@@ -7,7 +7,9 @@ anything but producing outputs:
 
 - In the kernel, a cell the grader appends after the student's notebook calls `harvest`, which
   draws each check's cases, calls the student's functions under `grading.no_reference` and
-  displays the results as one JSON document of `.npy` bytes (MIME type `MIME`).
+  displays the results as one JSON document of `.npy` bytes (MIME type `MIME`). The calls are
+  made in forks of the kernel (`run_isolated`), each case with a time limit of its own, so a
+  case that hangs (a numba loop ignores interrupts) or ends its process costs only that case.
 - In the grader, `score_outputs` draws the same cases from the student's id, computes the
   expected values with `cnn_core`, and decodes the student's arrays with `allow_pickle=False`:
   nothing from the student's process is unpickled or executed.
@@ -21,11 +23,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import hashlib
 import importlib
 import io
 import json
-from collections.abc import Callable, Mapping
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +50,8 @@ MIME = "application/vnd.cnnkit.outputs+json"
 HARVEST_ID = "cnnkit_outputs"  # grade_id-like marker of the appended cell, in its metadata
 MAX_MESSAGES = 3  # failing cases spelled out per check; the rest are counted
 ERROR_CHARS = 300  # of an exception's message kept for the feedback
+HINT = "likely cause:"  # marks a failure message that says what is most likely wrong
+CASE_SECONDS = 10.0  # wall seconds one case may take in the sandbox before it is stopped
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class Check:
     found in the notebook's namespace and return {output name: value}; expected(case): in the
     grader, the reference values under the same names. `forbid`: reference ops that raise if
     called during `run`. `exact_dtype`: False for answers typed by hand, where 5 and 5.0 agree.
+    `explain(case, outputs)`: in the grader, for a failed case, what is most likely wrong given
+    the student's decoded outputs (a hint without hidden values), or "" when it cannot say;
+    failures with a hint are reported first.
     """
 
     grade_id: str
@@ -69,6 +83,7 @@ class Check:
     expected: Callable[[Case], dict[str, Any]]
     forbid: tuple[str, ...] = ()
     exact_dtype: bool = True
+    explain: Callable[[Case, dict[str, Any]], str] | None = None
 
 
 def case_rng(student: str, assignment: str, grade_id: str) -> np.random.Generator:
@@ -82,6 +97,12 @@ def checks(assignment: str) -> list[Check]:
     (empty when there is no such module)."""
     module = check_module(assignment)
     return [] if module is None else module.CHECKS
+
+
+def curve_spec(assignment: str):
+    """The CurveSpec (autograder.curves) of an assignment graded on a submitted training curve,
+    else None."""
+    return getattr(check_module(assignment), "CURVE", None)
 
 
 def harvests(assignment: str) -> bool:
@@ -105,64 +126,195 @@ def check_module(assignment: str) -> ModuleType | None:
 # --------------------------------------------------------------------------- kernel side
 
 
-def harvest_cell(assignment: str) -> nbformat.NotebookNode:
-    """The cell appended to the notebook the sandbox runs."""
+def harvest_cell(
+    assignment: str, case_seconds: float = CASE_SECONDS, deadline: float | None = None
+) -> nbformat.NotebookNode:
+    """The cell appended to the notebook the sandbox runs. It has no cell time limit of its own
+    (`{"cnnkit": {"timeout": false}}`): each of its cases has `case_seconds`, and cases left
+    at `deadline` (time.monotonic() seconds, a clock the sandbox shares) are not run."""
     import nbformat
 
     cell = nbformat.v4.new_code_cell(
         f"from autograder.outputs import harvest as _cnnkit_harvest\n"
-        f"_cnnkit_harvest(globals(), {assignment!r})"
+        f"_cnnkit_harvest(globals(), {assignment!r}, {float(case_seconds)!r}, {deadline!r})"
     )
-    cell.metadata["cnnkit"] = {"role": HARVEST_ID}
+    cell.metadata["cnnkit"] = {"role": HARVEST_ID, "timeout": False}
     return cell
 
 
-def harvest(namespace: Mapping[str, Any], assignment: str) -> None:
+def harvest(
+    namespace: Mapping[str, Any],
+    assignment: str,
+    case_seconds: float = CASE_SECONDS,
+    deadline: float | None = None,
+) -> None:
     """Display the checks' `results` and the module's `exports` as MIME data (kernel side)."""
     from IPython.display import display
 
+    limit = Budget(case_seconds, deadline)
     payload = {
         "version": 1,
-        "checks": results(namespace, assignment, student_id()),
-        "exports": exports(namespace, assignment),
+        "checks": results(namespace, assignment, student_id(), limit),
+        "exports": exports(namespace, assignment, limit),
     }
     display({MIME: payload}, raw=True)
 
 
-def exports(namespace: Mapping[str, Any], assignment: str) -> dict[str, dict]:
+@dataclass(frozen=True)
+class Budget:
+    """The time the output checks have: `seconds` per case, and none past `deadline`
+    (time.monotonic() seconds; None: no deadline)."""
+
+    seconds: float = CASE_SECONDS
+    deadline: float | None = None
+
+    def left(self) -> float:
+        """Seconds the next case may take (0 or less: none)."""
+        if self.deadline is None:
+            return self.seconds
+        return min(self.seconds, self.deadline - time.monotonic())
+
+
+def exports(
+    namespace: Mapping[str, Any], assignment: str, budget: Budget = Budget()
+) -> dict[str, dict]:
     """{name: {"outputs": ...} or {"error": ...}} for each function of the check module's
     EXPORTS ({name: f(namespace) -> {output name: array}}): data the grader inspects itself,
     such as the training history a4's curve is replayed into."""
     module = check_module(assignment)
-    found = {}
-    for name, export in getattr(module, "EXPORTS", {}).items():
-        try:
-            found[name] = {"outputs": {k: _encode(v) for k, v in export(_Names(namespace)).items()}}
-        except BaseException as exc:  # the student's objects may raise anything
-            found[name] = {"error": _describe(exc)}
-    return found
+    found = getattr(module, "EXPORTS", {})
+    calls = [functools.partial(_run_export, export, _Names(namespace)) for export in found.values()]
+    return dict(zip(found, run_isolated(calls, budget), strict=True))
 
 
-def results(namespace: Mapping[str, Any], assignment: str, student: str) -> dict[str, list[dict]]:
+def _run_export(export: Callable, names: Mapping[str, Any]) -> dict:
+    try:
+        return {"outputs": {k: _encode(v) for k, v in export(names).items()}}
+    except BaseException as exc:  # the student's objects may raise anything
+        return {"error": _describe(exc)}
+
+
+def results(
+    namespace: Mapping[str, Any],
+    assignment: str,
+    student: str,
+    budget: Budget = Budget(),
+) -> dict[str, list[dict]]:
     """{grade_id: one encoded result per case} of every check, calling the functions found in
-    `namespace`. Each case's exception is recorded, never raised: one broken function costs only
-    its own checks."""
-    return {
-        c.grade_id: [
-            _run_case(c, namespace, case)
-            for case in c.cases(case_rng(student, assignment, c.grade_id))
-        ]
+    `namespace`, each case in a process of its own (`run_isolated`). Each case's exception is
+    recorded, never raised, and a case that hangs or ends its process costs only itself."""
+    names = _Names(namespace)
+    plan = [
+        (c.grade_id, functools.partial(_run_case, c, names, case))
         for c in checks(assignment)
-    }
+        for case in c.cases(case_rng(student, assignment, c.grade_id))
+    ]
+    found: dict[str, list[dict]] = {c.grade_id: [] for c in checks(assignment)}
+    for (grade_id, _), result in zip(plan, run_isolated([p[1] for p in plan], budget), strict=True):
+        found[grade_id].append(result)
+    return found
 
 
 def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
     try:
         with no_reference(*check.forbid):
-            outputs = check.run(_Names(namespace), case)
+            outputs = check.run(namespace, case)
         return {"outputs": {name: _encode(value) for name, value in outputs.items()}}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the student's too
         return {"error": _describe(exc)}
+
+
+def run_isolated(calls: Sequence[Callable[[], dict]], budget: Budget) -> list[dict]:
+    """The JSON results of `calls`, each made in a fork of this process with `budget.left()`
+    seconds to return: a call that runs past them (a loop in numba ignores interrupts) or ends
+    its process instead gets {"stopped": why}, and the next call goes on in a new fork; calls
+    left at the budget's deadline are not made. One fork serves every call that returns, in
+    order; nothing a call prints reaches the notebook."""
+    done: list[dict] = []
+    while len(done) < len(calls):
+        if budget.left() <= 0:
+            late = {"stopped": "not run: the notebook's time limit was reached"}
+            return done + [late] * (len(calls) - len(done))
+        done += _run_in_fork(calls[len(done) :], budget)
+    return done
+
+
+def _run_in_fork(calls: Sequence[Callable[[], dict]], budget: Budget) -> list[dict]:
+    """The results of the first calls of `calls` made in one fork, up to and including the
+    first that did not return (at least one result)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the fork: make the calls, one JSON line each, then leave without clean-up
+        os.close(read)
+        _silence()
+        with os.fdopen(write, "wb") as pipe:
+            for call in calls:
+                pipe.write(json.dumps(call()).encode() + b"\n")
+                pipe.flush()
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb", 0) as pipe:
+        done, ending = _collect(pipe.fileno(), len(calls), budget)
+    if ending == "timeout":
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if ending == "timeout":
+        done.append(
+            {"stopped": f"ran past the {budget.seconds:g} s limit of one case and was stopped"}
+        )
+    elif ending == "ended":
+        done.append({"stopped": f"ended its process ({_ending(status)})"})
+    return done
+
+
+def _collect(fd: int, count: int, budget: Budget) -> tuple[list[dict], str]:
+    """Up to `count` results read from a fork's pipe `fd`, each within the budget's time left
+    when the one before it came, and how the reading ended: "complete", "timeout" or "ended"
+    (the fork exited early)."""
+    done: list[dict] = []
+    buffer = bytearray()
+    deadline = time.monotonic() + budget.left()
+    while len(done) < count:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            return done, "timeout"
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return done, "ended"
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0 and len(done) < count:
+            done.append(_result_line(bytes(buffer[:end])))
+            del buffer[: end + 1]
+            deadline = time.monotonic() + budget.left()
+    return done, "complete"
+
+
+def _result_line(line: bytes) -> dict:
+    try:
+        result = json.loads(line)
+    except ValueError:
+        result = None
+    return result if isinstance(result, dict) else {"stopped": "returned an unreadable result"}
+
+
+def _silence() -> None:
+    """Send everything the fork prints to /dev/null: the kernel's output streams belong to its
+    parent, whose threads the fork does not have."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until os._exit
+
+
+def _ending(status: int) -> str:
+    """'killed by SIGSEGV' or 'exit status 3' for a wait status."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(number).name}"
+        return f"killed by signal {number}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -223,6 +375,8 @@ def exported(payload: dict | None, name: str) -> dict[str, np.ndarray] | str:
         return "the notebook did not run to its end"
     if "error" in entry:
         return f"raised {str(entry['error'])[:ERROR_CHARS]}"
+    if "stopped" in entry:
+        return str(entry["stopped"])[:ERROR_CHARS]
     values = {k: _decode(v) for k, v in (entry.get("outputs") or {}).items()}
     bad = [k for k, v in values.items() if isinstance(v, _Unreadable)]
     return f"{', '.join(bad)} could not be read" if bad else values
@@ -242,7 +396,7 @@ def score_outputs(
             scores[check.grade_id] = (0.0, [f"{check.what}: not checked: {failure}"])
             continue
         problems = [_judge(check, case, result) for case, result in zip(cases, got, strict=True)]
-        failed = [p for p in problems if p]
+        failed = sorted((p for p in problems if p), key=lambda p: HINT not in p)
         messages = failed[:MAX_MESSAGES]
         if len(failed) > MAX_MESSAGES:
             messages.append(f"... and {len(failed) - MAX_MESSAGES} more failing cases")
@@ -260,6 +414,8 @@ def _judge(check: Check, case: Case, result: Any) -> str:
         return f"{check.what}: no result with {case.label}"
     if "error" in result:
         return f"{check.what} with {case.label}: raised {str(result['error'])[:ERROR_CHARS]}"
+    if "stopped" in result:
+        return f"{check.what} with {case.label}: {str(result['stopped'])[:ERROR_CHARS]}"
     outputs = result.get("outputs")
     if not isinstance(outputs, dict):
         return f"{check.what}: no result with {case.label}"
@@ -269,8 +425,21 @@ def _judge(check: Check, case: Case, result: Any) -> str:
             actual = _decode(outputs.get(name))
             _compare(what, actual, expected, case, check.exact_dtype)
         except AssertionError as exc:
-            return str(exc)
+            return str(exc) + _hint(check, case, outputs)
     return ""
+
+
+def _hint(check: Check, case: Case, outputs: dict) -> str:
+    """' (likely cause: ...)' from the check's `explain`, or '' when it has nothing to say."""
+    if check.explain is None:
+        return ""
+    decoded = {name: _decode(value) for name, value in outputs.items()}
+    arrays = {k: v for k, v in decoded.items() if isinstance(v, np.ndarray)}
+    try:
+        why = check.explain(case, arrays)
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
+        return ""  # outputs of unexpected shapes: the failure message says enough
+    return f" ({HINT} {why})" if why else ""
 
 
 def _decode(encoded: Any) -> Any:

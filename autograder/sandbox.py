@@ -39,9 +39,10 @@ tests, the gradebook): before privileges are dropped each folder gets an empty r
 mounted over it and each file a read-only bind of /dev/null (it reads as empty).
 
 The child sets RLIMIT_AS (memory_mb), RLIMIT_FSIZE (max_output_mb) and RLIMIT_CORE (0) before
-the kernel starts; it kills the kernel at `timeout` (keeping the partial notebook) and when
-the captured output passes max_output_mb. The parent hard-kills the whole tree GRACE seconds
-after `timeout` whatever happened inside.
+the kernel starts; it kills the kernel when a cell runs past `cell_timeout` or the notebook
+past `timeout` (keeping the partial notebook, and saying in which cell it stopped), and cuts the
+captured output to max_output_mb (a tenth of it per cell, keeping each cell's head and tail).
+The parent hard-kills the whole tree GRACE seconds after `timeout` whatever happened inside.
 
 The result comes back through the child's stdout pipe, never through a file: a file, even in a
 parent-owned folder, is something a process in the tree could replace or link elsewhere,
@@ -87,7 +88,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -119,17 +120,29 @@ MAX_UID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 @dataclass(frozen=True)
 class Limits:
     timeout: float = 600.0  # wall seconds for the whole notebook; hard kill after it
-    cell_timeout: float = 300.0  # nbclient per-cell timeout, seconds
+    # nbclient per-cell timeout, seconds; None: the whole notebook's (the grader sets the
+    # assignment's own when it is None)
+    cell_timeout: float | None = None
     # RLIMIT_AS of each of the student's processes, on top of what the kernel starts with
     memory_mb: int = 2048
-    max_output_mb: int = 50  # cap on the captured output, each file written and the input
+    # the captured output is cut to this (each cell to a tenth of it, at least 1 MB); each file
+    # written and the input notebook are limited to it
+    max_output_mb: int = 50
     max_processes: int = 256  # processes and threads of the student's uid (RLIMIT_NPROC)
     network: bool = False  # False: no network for the student's code
+    case_timeout: float = 10.0  # seconds per case of the grader's output checks
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "cell_timeout", "memory_mb", "max_output_mb", "max_processes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
+        names = ("timeout", "cell_timeout", "memory_mb", "max_output_mb", "max_processes")
+        for name in (*names, "case_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {value}")
+
+    @property
+    def per_cell(self) -> float:
+        """Seconds a cell may run."""
+        return self.timeout if self.cell_timeout is None else min(self.cell_timeout, self.timeout)
 
 
 @dataclass
@@ -139,6 +152,11 @@ class RunResult:
     notebook: nbformat.NotebookNode | None  # the executed notebook, outputs included, if any
     seconds: float  # wall time of the whole run
     isolation: dict = field(default_factory=dict)  # what was actually enforced, by aspect
+    # index of the cell the status concerns: where the run stopped (a timeout, a dead kernel
+    # or runner), or the cell that ran out of memory; None when no cell is to blame
+    cell: int | None = None
+    completed: bool = False  # True when every cell ran (some may have failed)
+    truncated: dict[int, int] = field(default_factory=dict)  # cell index -> bytes of output cut
 
 
 def run_notebook(
@@ -177,7 +195,7 @@ def run_notebook(
     try:
         source = _load(Path(notebook), limits.max_output_mb)
     except ValueError as exc:
-        return RunResult("invalid", str(exc), None, time.monotonic() - started, {})
+        return RunResult("invalid", str(exc), None, time.monotonic() - started)
     environment = _environment(workdir, env or {})  # makes .home, so it is chowned below
     problem = _namespace_problem()
     isolation = _isolation(limits, problem, uid, hidden)
@@ -205,8 +223,8 @@ def run_notebook(
         finally:
             _kill_tree(proc)
         err += _drain(proc.stderr)
-    status, reason, nb = _verdict(out, err[-STDERR_TAIL:], ending, proc.returncode, limits)
-    return RunResult(status, reason, nb, time.monotonic() - started, isolation)
+    verdict = _verdict(out, err[-STDERR_TAIL:], ending, proc.returncode, limits)
+    return replace(verdict, seconds=time.monotonic() - started, isolation=isolation)
 
 
 # --------------------------------------------------------------------------- input
@@ -329,7 +347,7 @@ def _runner_options(limits: Limits, deadline: float) -> dict[str, float | int]:
     return {
         "timeout": limits.timeout,
         "deadline": deadline,
-        "cell_timeout": limits.cell_timeout,
+        "cell_timeout": limits.per_cell,
         "memory_mb": limits.memory_mb,
         "max_output_mb": limits.max_output_mb,
         "max_processes": limits.max_processes,
@@ -513,6 +531,9 @@ def _base_environment() -> dict[str, str]:
         "MPLBACKEND": "Agg",
         "PYTHONDONTWRITEBYTECODE": "1",
         "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MB of address space per arena otherwise
+        # the output checks call the student's functions in forks of the kernel: a fork dies in
+        # numba's OpenMP threading layer once the kernel has used it, not in its workqueue
+        "NUMBA_THREADING_LAYER": "workqueue",
     }
     return env | {name: os.environ.get(name, "1") for name in THREAD_VARS}
 
@@ -728,41 +749,86 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def _verdict(
     out: bytes, err: bytes, ending: str, exit_code: int | None, limits: Limits
-) -> tuple[str, str, nbformat.NotebookNode | None]:
-    """(status, reason, notebook) from what the child left: its report, its stderr tail, how
-    the exchange ended and its exit code."""
+) -> RunResult:
+    """The RunResult (seconds and isolation aside) of what the child left: its progress lines,
+    report and notebook, its stderr tail, how the exchange ended and its exit code."""
+    try:
+        started, report, body = _read_result(bytes(out))
+    except ValueError as exc:
+        return RunResult("invalid", f"the sandbox's report could not be read: {exc}", None, 0)
     if ending == "timeout":
         why = f"still running {GRACE:g} s after the {limits.timeout:g} s wall-time limit"
-        return "timeout", why + "; the process tree was killed", None
+        return RunResult("timeout", why + "; the process tree was killed", None, 0, cell=started)
     if ending == "overflow":
         why = f"the executed notebook exceeded the {limits.max_output_mb} MB output limit"
-        return "invalid", why + "; the process tree was killed", None
+        return RunResult("invalid", why + "; the process tree was killed", None, 0)
     stderr = err.decode("utf-8", errors="replace")
-    head, _, body = bytes(out).partition(b"\n")
-    if not body:
+    if report is None:
         why = f"the sandbox ended without a result ({describe_exit(exit_code)})"
-        return (*_crash(stderr, "crashed", why + _last_error(stderr), limits), None)
+        status, reason = _crash(stderr, "crashed", why + _last_error(stderr), limits)
+        return RunResult(status, reason, None, 0, cell=started)
     try:
-        status, reason = _report(head)
+        status, reason, cell, truncated = report
         nb = _parse(body)
     except ValueError as exc:
-        return "invalid", f"the executed notebook could not be read: {exc}", None
+        return RunResult("invalid", f"the executed notebook could not be read: {exc}", None, 0)
+    completed = status == "ok"
     memory_error = _memory_error(nb)
     if memory_error and status in ("ok", "crashed"):
-        return "memory", f"{memory_error} ({_memory_limit(limits)})", nb
-    return (*_crash(stderr, status, reason, limits), nb)
+        index, what = memory_error
+        reason = f"{what} ({_memory_limit(limits)})"
+        return RunResult(
+            "memory",
+            reason,
+            nb,
+            0,
+            cell=index if completed else cell,
+            completed=completed,
+            truncated=truncated,
+        )
+    status, reason = _crash(stderr, status, reason, limits)
+    return RunResult(status, reason, nb, 0, cell=cell, completed=completed, truncated=truncated)
 
 
-def _report(line: bytes) -> tuple[str, str]:
-    """(status, reason) from the runner's first line, checked like any untrusted input."""
-    try:
-        report = json.loads(line)
-        status, reason = report["status"], report["reason"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"bad report line ({type(exc).__name__})") from None
+def _read_result(out: bytes) -> tuple[int | None, tuple | None, bytes]:
+    """(index of the last cell started, the report or None, the notebook's bytes) from what
+    the runner wrote: {"started": i} lines, then the report line, then the notebook. Checked
+    like any untrusted input; ValueError for a malformed line."""
+    started, rest = None, out
+    while True:
+        line, newline, after = rest.partition(b"\n")
+        if not newline:
+            return started, None, b""  # the runner ended before its report
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise ValueError("a line is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("a line is not a JSON object")
+        if "started" not in data:
+            return started, _report(data), after
+        started = _index(data["started"])
+        rest = after
+
+
+def _report(report: dict) -> tuple[str, str, int | None, dict[int, int]]:
+    """(status, reason, cell, truncated) from the runner's report line."""
+    status, reason = report.get("status"), report.get("reason")
     if status not in STATUSES or not isinstance(reason, str):
         raise ValueError(f"bad report line (status {status!r})")
-    return status, reason
+    cell = report.get("cell")
+    truncated = report.get("truncated") or {}
+    if not isinstance(truncated, dict):
+        raise ValueError("bad report line (truncated)")
+    cuts = {_index(int(k)): _index(v) for k, v in truncated.items() if str(k).isdigit()}
+    return status, reason, None if cell is None else _index(cell), cuts
+
+
+def _index(value) -> int:
+    """A non-negative int from the runner's report; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"bad report value {value!r}")
+    return value
 
 
 def _crash(stderr: str, status: str, reason: str, limits: Limits) -> tuple[str, str]:
@@ -776,14 +842,15 @@ def _memory_limit(limits: Limits) -> str:
     return f"memory limit: {limits.memory_mb} MB of address space per process beyond the kernel's start-up size"
 
 
-def _memory_error(nb: nbformat.NotebookNode) -> str | None:
-    """'cell N: <error>' for the first error output showing memory exhaustion: a MemoryError,
-    or another error whose message says so (an extension module that cannot be mapped)."""
+def _memory_error(nb: nbformat.NotebookNode) -> tuple[int, str] | None:
+    """(index, 'cell N: <error>') of the first error output showing memory exhaustion: a
+    MemoryError, or another error whose message says so (an extension module that cannot be
+    mapped)."""
     for index, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             error = f"{out.get('ename')}: {out.get('evalue')}"
             if out.get("output_type") == "error" and any(hint in error for hint in MEMORY_HINTS):
-                return _shorten(f"cell {index + 1}: {error}")
+                return index, _shorten(f"cell {index + 1}: {error}")
     return None
 
 

@@ -1,13 +1,17 @@
-"""A synthetic class: submissions made from a released notebook and its source, one per kind of
-student a grader meets, for `cnnkit demo`, the tests and the grading benchmark.
+"""A synthetic class: submissions made from a released notebook, one per kind of student a grader
+meets, for `cnnkit demo`, the tests and the grading benchmark.
 
     make_class(source_dir, release_dir, "a1_convolution", dest)  # dest/<student>/<assignment>/...
 
-Each student id says what the submission is; `EXPECTED` says what the grader should make of it.
+The answers come from notebooks that students completed on their own from the release
+(`autograder/students/<assignment>/*.ipynb`, each in its own style), or from the instructor's
+source where an assignment has none. Each student id says what the submission is; `expected`
+says what the grader should make of it.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import tempfile
 from collections.abc import Callable
@@ -16,7 +20,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.outputs import check_module
+from autograder.outputs import curve_spec
+
+STUDENTS = Path(__file__).with_name("students")  # independently written correct notebooks
 
 # What each student of the class does, and the status and flags grading should give it.
 EXPECTED: dict[str, tuple[str, set[str]]] = {
@@ -25,16 +31,25 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "unfilled": ("graded", set()),
     "corrupt-notebook": ("invalid", {"invalid"}),
     "misnamed-notebook": ("invalid", {"invalid"}),
-    "infinite-loop": ("timeout", {"timeout"}),
-    "memory-hog": ("memory", {"memory"}),
-    "exits-kernel": ("crashed", {"crashed"}),
-    "kills-parent": ("crashed", {"crashed"}),
+    "infinite-loop": ("graded", {"timeout"}),  # the looping cell is skipped
+    "memory-hog": ("graded", {"memory"}),
+    "exits-kernel": ("graded", {"crashed"}),
+    "kills-parent": ("graded", {"crashed"}),
     "reads-solutions": ("graded", {"reference-use"}),
-    "floods-output": ("invalid", {"invalid"}),
+    "floods-output": ("graded", {"output-truncated"}),
     "uses-reference": ("graded", {"reference-use"}),
     "uses-torch": ("graded", {"forbidden-library"}),
     "patches-checker": ("graded", {"tampered"}),
     "edits-tests": ("graded", {"tampered"}),
+}
+# Students whose one bug breaks one function: status, flags and the items that depend on it
+# (every other item earns full points).
+BUGS: dict[str, dict[str, tuple[str, set[str], tuple[str, ...]]]] = {
+    "a1_convolution": {
+        "hangs-on-stride": ("graded", {"timeout"}, ("test_conv2d_backward",)),
+        "numba-loop": ("graded", {"timeout"}, ("test_col2im", "test_conv2d_backward")),
+        "debug-print": ("graded", set(), ()),
+    },
 }
 
 
@@ -42,9 +57,32 @@ def _gid(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
+def independent(assignment: str) -> dict[str, nbformat.NotebookNode]:
+    """{style: notebook} of the correct notebooks students wrote on their own for `assignment`."""
+    folder = STUDENTS / assignment
+    return {p.stem: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+
+def answer_key(assignment: str, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook the class's answers come from: the first independent one, else `source`."""
+    return next(iter(independent(assignment).values()), source)
+
+
+def expected(assignment: str) -> dict[str, tuple[str, set[str]]]:
+    """The class of `assignment`: student id -> (status, flags) that grading should give."""
+    if curve_spec(assignment):
+        return CURVE_EXPECTED
+    extra = {
+        f"full-marks-{style}": ("graded", set()) for style in list(independent(assignment))[1:]
+    }
+    bugs = {sid: (status, flags) for sid, (status, flags, _) in BUGS.get(assignment, {}).items()}
+    return EXPECTED | extra | bugs
+
+
 def filled(source: nbformat.NotebookNode, release: nbformat.NotebookNode, share: float = 1.0):
-    """The release with the first `share` of its code solution cells answered from the source:
-    what a student who knew the answers (or some of them) would hand in."""
+    """The release with the first `share` of its code solution cells answered from `source`
+    (any notebook holding the answers under the same grade_ids): what a student who knew the
+    answers (or some of them) would hand in."""
     answers = {
         _gid(c): c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")
     }
@@ -62,29 +100,45 @@ def filled(source: nbformat.NotebookNode, release: nbformat.NotebookNode, share:
     return nb
 
 
-def _with_cell(nb: nbformat.NotebookNode, code: str, after: str | None = None):
-    """`nb` with a code cell added after the cell `after` (default: after the first code cell)."""
-    cells = nb.cells
-    index = next(
-        i
-        for i, c in enumerate(cells)
-        if c.cell_type == "code" and (after is None or _gid(c) == after)
-    )
-    cells.insert(index + 1, nbformat.v4.new_code_cell(code))
+def _with_cell(nb: nbformat.NotebookNode, code: str, middle: bool = False):
+    """`nb` with a code cell added after its first code cell, or after the code cell in its
+    `middle` (graded cells before and after it)."""
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    index = code_cells[len(code_cells) // 2] if middle else code_cells[0]
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
     return nb
 
 
-def _replace_solution(nb: nbformat.NotebookNode, grade_id: str, code: str):
-    next(c for c in nb.cells if _gid(c) == grade_id).source = code
+def _edited(nb: nbformat.NotebookNode, grade_id: str, anchor: str, code: str, before: bool = False):
+    """`nb` with `code` put after (or `before`) the line `anchor` of the cell `grade_id`, keeping
+    that line's indentation. ValueError when the line is not there."""
+    cell = next(c for c in nb.cells if _gid(c) == grade_id)
+    lines = cell.source.splitlines()
+    index = next((i for i, line in enumerate(lines) if line.strip() == anchor), None)
+    if index is None:
+        raise ValueError(f"cell {grade_id} has no line {anchor!r}")
+    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
+    added = [indent + line if line else line for line in code.splitlines()]
+    lines[index + (0 if before else 1) : index + (0 if before else 1)] = added
+    cell.source = "\n".join(lines)
     return nb
 
 
-def _first_function_cell(nb: nbformat.NotebookNode) -> tuple[str, str]:
-    """(grade_id, function name) of the first solution cell that defines a function."""
+def _graded_function(cell) -> str:
+    """The function a solution cell is graded on: the one named as its grade_id, else the last
+    it defines (helpers come first)."""
+    defined = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
+    if not defined:
+        raise ValueError(f"solution cell {_gid(cell)} defines no function")
+    return _gid(cell) if _gid(cell) in defined else defined[-1]
+
+
+def _first_function_cell(nb: nbformat.NotebookNode):
+    """The first solution cell that defines a function."""
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and cell.cell_type == "code" and cell.source.startswith("def "):
-            return meta["grade_id"], cell.source.split("(", 1)[0][4:]
+        if meta.get("solution") and cell.cell_type == "code" and "def " in cell.source:
+            return cell
     raise ValueError("no solution cell defines a function")
 
 
@@ -109,32 +163,44 @@ source = kit / "solutions" / "{assignment}" / "{assignment}.ipynb"
 for cell in json.loads(source.read_text())["cells"]:
     if cell["metadata"].get("nbgrader", {{}}).get("solution") and cell["cell_type"] == "code":
         exec("".join(cell["source"]))"""
+# 200 MB printed by one cell
+_FLOOD = "for _ in range(20_000):\n    print('x' * 10_000)"
+# A loop compiled by numba, which ignores the kernel's interrupts, that never ends for S > 1
+_NUMBA_LOOP = """import numba
+
+
+@numba.njit
+def _fold_check(S):
+    n = S
+    while n > 1:
+        n = (n * 3 + 1) % 1000003 + 2
+    return n
+"""
 
 
 def _variants(assignment: str) -> dict[str, Variant]:
-    """student id -> the notebook (or raw bytes) that student submits."""
+    """student id -> the notebook (or raw bytes) that student submits, made from (answers,
+    release)."""
 
     def full(src, rel):
         return filled(src, rel)
 
     def reference(src, rel):
         nb = filled(src, rel)
-        gid, fn = _first_function_cell(nb)
-        return _replace_solution(
-            nb,
-            gid,
-            f"from cnn_core.functional import conv1d_forward as _ref\n\n"
-            f"def {fn}(*args, **kwargs):\n    return _ref(*args, **kwargs)\n",
+        cell = _first_function_cell(nb)
+        cell.source += (
+            f"\n\n\nfrom cnn_core.functional import conv1d_forward as _ref\n\n\n"
+            f"def {_graded_function(cell)}(*args, **kwargs):\n    return _ref(*args, **kwargs)\n"
         )
+        return nb
 
     def torch(src, rel):
         nb = filled(src, rel)
-        gid, _ = _first_function_cell(nb)
-        cell = next(c for c in nb.cells if _gid(c) == gid)
+        cell = _first_function_cell(nb)
         cell.source = "import torch\n" + cell.source
         return nb
 
-    return {
+    variants = {
         "full-marks": full,
         "half-done": lambda src, rel: filled(src, rel, share=0.5),
         "unfilled": lambda src, rel: filled(src, rel, share=0.0),
@@ -142,16 +208,16 @@ def _variants(assignment: str) -> dict[str, Variant]:
         "misnamed-notebook": full,  # written under another name below
         "infinite-loop": lambda src, rel: _with_cell(filled(src, rel), "while True:\n    pass"),
         "memory-hog": lambda src, rel: _with_cell(filled(src, rel), "hog = bytearray(64 * 2**30)"),
-        "exits-kernel": lambda src, rel: _with_cell(filled(src, rel), "import os\nos._exit(3)"),
+        "exits-kernel": lambda src, rel: _with_cell(
+            filled(src, rel), "import os\nos._exit(3)", middle=True
+        ),
         "kills-parent": lambda src, rel: _with_cell(
             filled(src, rel), "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
         ),
         "reads-solutions": lambda src, rel: _with_cell(
             filled(src, rel, share=0.0), _READ_SOLUTIONS.format(assignment=assignment)
         ),
-        "floods-output": lambda src, rel: _with_cell(
-            filled(src, rel), "for _ in range(10**6):\n    print('x' * 10_000)"
-        ),
+        "floods-output": lambda src, rel: _with_cell(filled(src, rel), _FLOOD),
         "uses-reference": reference,
         "uses-torch": torch,
         "patches-checker": lambda src, rel: _with_cell(
@@ -160,6 +226,34 @@ def _variants(assignment: str) -> dict[str, Variant]:
             "grading.check_close = lambda *args, **kwargs: None\nnp.allclose = lambda *args, **kwargs: True",
         ),
         "edits-tests": lambda src, rel: _edited_test(filled(src, rel)),
+    }
+    for style, answers in list(independent(assignment).items())[1:]:
+        variants[f"full-marks-{style}"] = lambda src, rel, answers=answers: filled(answers, rel)
+    return variants | _bug_variants(assignment)
+
+
+def _bug_variants(assignment: str) -> dict[str, Variant]:
+    """The students of BUGS[assignment]: the answers with one function broken."""
+    if assignment != "a1_convolution":
+        return {}
+    return {
+        "hangs-on-stride": lambda src, rel: _edited(
+            filled(src, rel),
+            "conv2d_backward",
+            "x, w, b, stride, padding, X_col = cache",
+            "while stride > 1:  # meant to step through the strides, but never moves on\n"
+            "    stride = stride * 1",
+        ),
+        "numba-loop": lambda src, rel: _edited(
+            _edited(filled(src, rel), "col2im", "S, P = stride, padding", "_fold_check(S)"),
+            "col2im",
+            "def col2im(cols, x_shape, KH, KW, stride=1, padding=0):",
+            _NUMBA_LOOP + "\n",
+            before=True,
+        ),
+        "debug-print": lambda src, rel: _edited(
+            filled(src, rel), "conv2d_forward", "N, C, H, W = x.shape", 'print("debug x", x)'
+        ),
     }
 
 
@@ -174,29 +268,21 @@ CURVE_EXPECTED: dict[str, tuple[str, set[str]]] = {
 }
 
 
-def expected(assignment: str) -> dict[str, tuple[str, set[str]]]:
-    """The class of `assignment`: student id -> (status, flags) that grading should give."""
-    return CURVE_EXPECTED if _curve(assignment) else EXPECTED
-
-
-def _curve(assignment: str):
-    return getattr(check_module(assignment), "CURVE", None)
-
-
 def make_class(
     source: Path, release: Path, assignment: str, dest: Path, students: list[str] | None = None
 ) -> Path:
     """Write the synthetic class of `assignment` into `dest` in nbgrader's submission layout;
     `students` picks some of `expected(assignment)`'s ids (default: all). Returns `dest`."""
-    if _curve(assignment):
+    if curve_spec(assignment):
         return _make_curve_class(Path(source), Path(release), assignment, dest, students)
     variants = _variants(assignment)
-    for student in students or list(EXPECTED):
+    for student in students or list(expected(assignment)):
         folder = dest / student / assignment
         folder.mkdir(parents=True, exist_ok=True)
         for nb_path in sorted(Path(release).glob("*.ipynb")):
             src = nbformat.read(Path(source) / nb_path.name, as_version=4)
-            made = variants[student](src, nbformat.read(nb_path, as_version=4))
+            answers = answer_key(assignment, src)
+            made = variants[student](answers, nbformat.read(nb_path, as_version=4))
             name = f"{nb_path.stem} (1).ipynb" if student == "misnamed-notebook" else nb_path.name
             if isinstance(made, bytes):
                 (folder / name).write_bytes(made)
@@ -207,7 +293,7 @@ def make_class(
 
 def _make_curve_class(source: Path, release: Path, assignment: str, dest: Path, students) -> Path:
     """The class of a curve assignment, from one real run of the filled notebook."""
-    spec = _curve(assignment)
+    spec = curve_spec(assignment)
     (nb_path,) = sorted(release.glob("*.ipynb"))
     src = nbformat.read(source / nb_path.name, as_version=4)
     rel = nbformat.read(nb_path, as_version=4)

@@ -48,11 +48,12 @@ import nbgrader
 from nbgrader.api import Gradebook
 
 from autograder import grade as grading
-from autograder.grade import UID_BASE, assemble, grade
+from autograder.grade import UID_BASE, assemble, cell_timeout, grade
 from autograder.outputs import harvest_cell
 from autograder.release import SOLUTIONS, release
 from autograder.sandbox import Limits, run_notebook
-from autograder.synthetic import filled
+from autograder.synthetic import answer_key, filled
+from autograder.synthetic import make_class as synthetic_class
 from cnn_core.grading import STUDENT_ENV
 
 ASSIGNMENT = "a1_convolution"
@@ -69,8 +70,11 @@ SHARES = {"half-done": 0.1, "wrong-answer": 0.1, "slow": 0.1}
 # Edits that make a correct submission wrong: (solution grade_id, right text, wrong text).
 WRONG_EDITS = [
     ("answers_1d", "y_valid = [5, 8, 7, 12, 7]", "y_valid = [5, 8, 7, 12, 8]"),
-    ("conv_output_size", "(n + 2 * padding - k) // stride + 1", "(n - k) // stride + 1"),
+    ("conv_output_size", "int(_out_len(n, k, stride, padding))", "int(_out_len(n, k, stride, 0))"),
 ]
+# The students of the hang measurement (autograder.synthetic): a cell that loops forever, and a
+# function that hangs on strided cases; each graded alone with the grader's default limits.
+HANGING = ("infinite-loop", "hangs-on-stride")
 
 
 # --------------------------------------------------------------------------- the class
@@ -113,8 +117,11 @@ def _gid(cell) -> str | None:
 
 
 def make_class(course: Path, dest: Path, mix: list[tuple[str, str]]) -> None:
-    """Write every submission of `mix` as dest/<student>/<assignment>/<notebook>."""
-    source = nbformat.read(course / "source" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    """Write every submission of `mix` as dest/<student>/<assignment>/<notebook>, answered from
+    a notebook a student wrote independently of the solutions."""
+    source = answer_key(
+        ASSIGNMENT, nbformat.read(course / "source" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    )
     released = nbformat.read(course / "release" / ASSIGNMENT / NOTEBOOK, as_version=4)
     for student, kind in mix:
         folder = dest / student / ASSIGNMENT
@@ -350,6 +357,59 @@ def breakdown(course: Path, subs: Path, student: str, scratch: Path) -> dict:
     }
 
 
+def hang_costs(course: Path, root: Path, workers: int) -> list[tuple[str, float, object]]:
+    """[(student, wall seconds, Outcome)] of each HANGING student graded alone, with the
+    grader's default limits (the assignment's cell limit, the default case limit)."""
+    subs = synthetic_class(
+        course / "source" / ASSIGNMENT,
+        course / "release" / ASSIGNMENT,
+        ASSIGNMENT,
+        root / "hanging",
+        list(HANGING),
+    )
+    costs = []
+    for student in HANGING:
+        one = root / "hanging-one" / student
+        shutil.copytree(subs / student, one / student)
+        t0 = time.perf_counter()
+        batch = grade(
+            ASSIGNMENT,
+            one,
+            course,
+            out=root / "hang-grades" / student,
+            workers=workers,
+            limits=Limits(timeout=TIMEOUT),
+            force=True,
+            progress=False,
+        )
+        costs.append((student, time.perf_counter() - t0, batch.outcomes[0]))
+    return costs
+
+
+def print_hang_costs(costs: list[tuple[str, float, object]]) -> None:
+    """What a hanging submission costs: wall seconds, sandbox runs, skipped cells, score."""
+    limits = Limits()
+    print(
+        f"\nwhat a hanging submission costs, graded alone with the default limits (cell limit "
+        f"{cell_timeout(ASSIGNMENT):g} s for {ASSIGNMENT}, {limits.case_timeout:g} s per hidden "
+        f"case, {TIMEOUT:g} s per notebook):"
+    )
+    for student, seconds, o in costs:
+        skipped = sum(1 for f in o.flags if "was skipped" in f.reason)
+        stopped = sum(
+            1 for r in o.items for m in r.messages if "limit of one case and was stopped" in m
+        )
+        print(
+            f"  {student:<18}{seconds:>7.1f} s   {o.attempts} sandbox runs, {skipped} cells "
+            f"skipped, {stopped} hidden cases stopped (of those listed), "
+            f"score {o.score:g} / {o.max_score:g}"
+        )
+    print(
+        "  (a correct submission takes about 2-3 s; only submissions that hang are run again, "
+        "so the class's throughput above is unchanged by this)"
+    )
+
+
 def _first(item: tuple):
     """The first element: a run's wall seconds, to pick the fastest."""
     return item[0]
@@ -537,6 +597,8 @@ def run(root: Path, n: int, workers: int) -> None:
     print_breakdown(
         batch, ours["wall"], workers, breakdown(course, subs, student, root / "breakdown")
     )
+    print("\nmeasuring hanging submissions ...", flush=True)
+    print_hang_costs(hang_costs(course, root, workers))
 
 
 if __name__ == "__main__":

@@ -68,12 +68,15 @@ def test_grade_passes_every_limit_flag_to_the_sandbox(monkeypatch, capsys, tmp_p
 
     monkeypatch.setattr(grading, "grade", fake_grade)
     flags = ["--timeout", "90", "--memory-mb", "1024", "--max-output-mb", "5"]
+    flags += ["--cell-timeout", "7", "--case-timeout", "3"]
     argv = ["grade", "a1_convolution", str(tmp_path), *flags, "--max-processes", "32"]
     assert main(argv) == 1
     assert "stopped after the limits were made" in capsys.readouterr().err
     limits = seen["limits"]
-    assert (limits.timeout, limits.cell_timeout, limits.memory_mb) == (90.0, 90.0, 1024)
-    assert (limits.max_output_mb, limits.max_processes) == (5, 32)
+    assert (limits.timeout, limits.cell_timeout, limits.memory_mb) == (90.0, 7.0, 1024)
+    assert (limits.max_output_mb, limits.max_processes, limits.case_timeout) == (5, 32, 3.0)
+    main(argv[:3])  # without --cell-timeout: the assignment's own, chosen when grading starts
+    assert seen["limits"].cell_timeout is None and seen["limits"].case_timeout == 10.0
 
 
 def test_grade_refuses_a_limit_that_is_not_positive(capsys, tmp_path):

@@ -276,3 +276,101 @@ def test_a_reference_call_fails_the_check():
     scores = _score(_with(a3, softmax_cross_entropy=ref.softmax_cross_entropy), a3)
     fraction, messages = scores["test_softmax_cross_entropy"]
     assert fraction == 0.0 and "ReferenceUseError" in messages[0]
+
+
+def test_masks_and_scaling_both_wrong_lead_with_the_scaling():
+    """A dropout that draws its own mask and forgets to rescale hears first about the scale,
+    which decides every expected value; the hint gives no hidden value."""
+    a2 = "a2_pooling_dropout"
+
+    def both_wrong(x, p, train=True, rng=None):
+        if not train:
+            return x.copy(), None
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        mask = (gen.random(x.shape) < 1 - p).astype(x.dtype)
+        return x * mask, mask
+
+    scores = _score(_with(a2, dropout_forward=both_wrong), a2)
+    _, messages = scores["test_dropout_forward"]
+    assert "likely cause: kept units are multiplied by 1;" in messages[0]
+    assert "inverted dropout multiplies them by 1 / (1 - p)" in messages[0]
+    assert _leaked_values(a2, scores) == []
+
+
+def test_another_mask_convention_hears_about_the_mask():
+    a2 = "a2_pooling_dropout"
+
+    def other_mask(x, p, train=True, rng=None):
+        if not train:
+            return x.copy(), None
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        mask = ((gen.random(x.shape) < 1 - p) / (1 - p)).astype(x.dtype)
+        return x * mask, mask
+
+    _, messages = _score(_with(a2, dropout_forward=other_mask), a2)["test_dropout_forward"]
+    assert "keep = rng.random(x.shape) >= p" in messages[0]
+
+
+def test_a_numba_loop_on_one_kind_of_case_loses_only_those_cases():
+    """A backward pass whose numba-compiled helper never returns for stride 3: each such case
+    is stopped at its time limit in a fork of its own, and every other case still scores."""
+    import numba
+
+    a1 = "a1_convolution"
+    solution = _namespace("solutions", a1)["conv2d_backward"]
+
+    @numba.njit
+    def spin(s):
+        n = s
+        while n > 2:
+            n = (n * 3 + 1) % 1000003 + 3
+        return n
+
+    spin(1)  # compiled here, so that each fork has it at once
+
+    def backward(dout, cache):
+        spin(cache[3] if isinstance(cache, tuple) and len(cache) > 3 else 1)
+        return solution(dout, cache)
+
+    ns = _with(a1, conv2d_backward=backward)
+    payload = json.loads(
+        json.dumps({"checks": outputs.results(ns, a1, "alice", outputs.Budget(seconds=1.0))})
+    )
+    fraction, messages = outputs.score_outputs(a1, "alice", payload, "")["test_conv2d_backward"]
+    cases = _cases(a1, "test_conv2d_backward")
+    stride3 = [c for c in cases if c.args["S"] == 3]
+    assert stride3 and fraction == pytest.approx(1 - len(stride3) / len(cases))
+    assert all("ran past the 1 s limit of one case and was stopped" in m for m in messages[:1])
+    assert "stride 3" in messages[0]
+
+
+def test_run_isolated_records_what_stopped_each_call_and_goes_on():
+    import os
+    import time
+
+    def hang():
+        while True:
+            pass
+
+    calls = [
+        lambda: {"n": 1},
+        hang,
+        lambda: os._exit(3),
+        lambda: print("noise") or {"n": 2},
+        lambda: {"n": 3},
+    ]
+    started = time.monotonic()
+    got = outputs.run_isolated(calls, outputs.Budget(seconds=0.5))
+    assert got == [
+        {"n": 1},
+        {"stopped": "ran past the 0.5 s limit of one case and was stopped"},
+        {"stopped": "ended its process (exit status 3)"},
+        {"n": 2},
+        {"n": 3},
+    ]
+    assert time.monotonic() - started < 5
+    late = outputs.Budget(seconds=5, deadline=time.monotonic() - 1)
+    assert (
+        outputs.run_isolated(calls[:2], late)
+        == [{"stopped": "not run: the notebook's time limit was reached"}] * 2
+    )

@@ -151,7 +151,7 @@ print("compiled")"""
     started = time.monotonic()
     result = run_notebook(path, workdir, Limits(timeout=6), uid=uid)
     assert time.monotonic() - started < 6 + 3
-    assert result.status == "timeout"
+    assert result.status == "timeout" and result.cell == 1 and not result.completed
     assert "cell 2" in result.reason and "6 s" in result.reason
     assert stdout(result.notebook) == "compiled\n"  # the partial notebook comes back
     assert survivors(workdir) == []
@@ -160,9 +160,17 @@ print("compiled")"""
 def test_a_plain_infinite_loop_times_out(tmp_path, uid):
     path, workdir = make_notebook(tmp_path, "while True: pass")
     result = run_notebook(path, workdir, Limits(timeout=3), uid=uid)
-    assert result.status == "timeout" and "cell 1" in result.reason
+    assert result.status == "timeout" and "cell 1" in result.reason and result.cell == 0
     assert result.seconds < 3 + 3
     assert survivors(workdir) == []
+
+
+def test_a_cell_past_the_cell_limit_names_its_cell(tmp_path, uid):
+    path, workdir = make_notebook(tmp_path, "x = 1", "import time\ntime.sleep(60)", "x = 2")
+    result = run_notebook(path, workdir, Limits(timeout=60, cell_timeout=2), uid=uid)
+    assert (result.status, result.cell, result.completed) == ("timeout", 1, False)
+    assert "cell 2 ran past the 2 s cell limit" in result.reason
+    assert result.seconds < 2 + 5
 
 
 def test_the_parent_kills_the_tree_when_the_runner_is_frozen(tmp_path, uid):
@@ -176,11 +184,14 @@ def test_the_parent_kills_the_tree_when_the_runner_is_frozen(tmp_path, uid):
     assert survivors(workdir) == []
 
 
-def test_exhausting_memory_is_status_memory(tmp_path, uid):
-    path, workdir = make_notebook(tmp_path, "import numpy as np\na = np.ones(2**29)  # 4 GB")
+def test_exhausting_memory_is_status_memory_naming_the_cell_and_the_rest_runs(tmp_path, uid):
+    path, workdir = make_notebook(
+        tmp_path, "import numpy as np\na = np.ones(2**29)  # 4 GB", "print('after')"
+    )
     result = run_notebook(path, workdir, Limits(timeout=60, memory_mb=1024), uid=uid)
-    assert result.status == "memory"
+    assert result.status == "memory" and result.cell == 0 and result.completed
     assert "MemoryError" in result.reason and "1024 MB" in result.reason
+    assert stdout(result.notebook) == "after\n"
 
 
 @pytest.mark.parametrize(
@@ -193,19 +204,60 @@ def test_exhausting_memory_is_status_memory(tmp_path, uid):
     ids=["kill-parent", "exit", "kill-group"],
 )
 def test_a_notebook_that_kills_its_process_or_parent_has_crashed(tmp_path, attack, uid):
-    path, workdir = make_notebook(tmp_path, attack, "print('never')")
+    path, workdir = make_notebook(tmp_path, "x = 1", attack, "print('never')")
     result = run_notebook(path, workdir, Limits(timeout=60), uid=uid)
     assert result.status == "crashed" and result.reason
+    assert result.cell == 1 and not result.completed  # known even when the runner died
     assert result.notebook is None or "never" not in stdout(result.notebook)
     assert survivors(workdir) == []  # and this test process is still here to say so
 
 
-def test_printing_hundreds_of_megabytes_is_stopped_at_the_output_cap(tmp_path, uid):
-    path, workdir = make_notebook(tmp_path, "for _ in range(200): print('x' * 2**20)")
+def test_printing_hundreds_of_megabytes_is_cut_to_the_head_and_tail(tmp_path, uid):
+    flood = "for i in range(400):\n    print(f'line {i} ' + 'x' * 2**19)"
+    path, workdir = make_notebook(tmp_path, flood, "print('after')")
     result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=20), uid=uid)
-    assert result.status == "invalid"
-    assert "output" in result.reason and "20 MB" in result.reason
-    assert result.notebook is None or len(nbformat.writes(result.notebook)) < 20 * 2**20
+    assert result.status == "ok" and result.completed
+    assert set(result.truncated) == {0} and result.truncated[0] > 150 * 2**20
+    assert len(nbformat.writes(result.notebook)) < 2.1 * 2**20  # a tenth of the cap per cell
+    text = stdout(result.notebook)
+    assert text.startswith("line 0 ") and "line 399 " in text  # the head and the tail
+    assert "MB of this cell's output was cut here" in text and text.endswith("after\n")
+
+
+def test_output_of_many_cells_stays_within_the_notebook_cap(tmp_path, uid):
+    cell = "print('y' * 2**20 * 3)"
+    path, workdir = make_notebook(tmp_path, *[cell] * 12, "print('last')")
+    result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=10), uid=uid)
+    assert result.status == "ok" and result.completed
+    assert len(nbformat.writes(result.notebook)) < 10.5 * 2**20
+    assert "KB of this cell's output was cut" in stdout(result.notebook)  # "last": no room
+    assert len(result.truncated) >= 12 - 10
+
+
+def test_an_error_past_the_output_cap_is_still_recorded(tmp_path, uid):
+    path, workdir = make_notebook(tmp_path, "print('z' * 3 * 2**20)\nraise ValueError('v' * 10**6)")
+    result = run_notebook(path, workdir, Limits(timeout=60, max_output_mb=1), uid=uid)
+    (error,) = [o for o in result.notebook.cells[0].outputs if o.output_type == "error"]
+    assert error.ename == "ValueError" and 0 < len(error.evalue) <= 2000
+
+
+def test_parallel_numba_code_still_runs_in_the_output_checks_forks(tmp_path, uid):
+    define = """import numba, numpy as np
+
+@numba.njit(parallel=True)
+def total(a):
+    s = 0.0
+    for i in numba.prange(a.shape[0]):
+        s += a[i]
+    return s
+
+total(np.ones(100))"""
+    check = """from autograder.outputs import Budget, run_isolated
+print(run_isolated([lambda: {"v": total(np.ones(1000))}] * 2, Budget(30)))"""
+    path, workdir = make_notebook(tmp_path, define, check)
+    result = run_notebook(path, workdir, Limits(timeout=120), uid=uid)
+    assert result.status == "ok", result.reason
+    assert stdout(result.notebook) == "[{'v': 1000.0}, {'v': 1000.0}]\n"
 
 
 def test_the_student_has_no_network(tmp_path, uid):

@@ -23,7 +23,7 @@ from autograder.synthetic import make_class
 distributed = pytest.importorskip("dask.distributed")
 
 A1 = "a1_convolution"
-LIMITS = Limits(timeout=25, cell_timeout=25)
+LIMITS = Limits(timeout=25)  # what `cnnkit grade --timeout 25` gives
 CLASS = ["full-marks", "half-done", "unfilled", "uses-torch", "corrupt-notebook", "edits-tests"]
 REPORTS = ("grades.csv", "feedback", "gradescope")
 

@@ -191,6 +191,8 @@ def _inception_branch() -> int:
 
 
 CONV_FORBID = ("conv2d_forward", "conv2d_backward", "im2col")
+# seconds a cell may run when graded: every cell of the solution takes well under one
+CELL_TIMEOUT = 60.0
 CHECKS = [
     _answers("test_1d_valid", {"y_valid": _hand_1d(1, 0)}),
     _answers("test_1d_stride2", {"y_stride2": _hand_1d(2, 0)}),

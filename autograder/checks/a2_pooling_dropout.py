@@ -287,6 +287,38 @@ def _dropout_forward_expected(case: Case) -> dict:
     }
 
 
+def _dropout_explain(case: Case, outputs: dict[str, np.ndarray]) -> str:
+    """What a wrong dropout output most likely gets wrong: the scaling of the kept units first
+    (it decides every expected value), then which units are dropped."""
+    a = case.args
+    scale = 1 / (1 - a["p"])
+    if "n" in a:  # the statistics case: outputs are the kept share and the kept values
+        kept = float(outputs.get("kept_min", np.nan))
+        if not np.isclose(kept, scale):
+            return _scaling(kept, scale)
+        return f"a share of {float(outputs['kept_share']):.3f} of the units is kept, not 1 - p"
+    out, x = outputs["out with an int seed"], a["x"]
+    kept = (out != 0) & (x != 0)
+    if kept.any():
+        ratio = float(np.median(out[kept] / x[kept]))
+        if not np.isclose(ratio, scale, rtol=1e-3):
+            return _scaling(ratio, scale)
+    mask = np.random.default_rng(a["seed"]).random(x.shape) >= a["p"]
+    if not np.array_equal(out != 0, mask & (x != 0)):
+        return (
+            "other units are dropped than the notebook's convention drops: draw the mask in one "
+            "call, keep = rng.random(x.shape) >= p, from the Generator (or the seed's)"
+        )
+    return ""
+
+
+def _scaling(found: float, scale: float) -> str:
+    return (
+        f"kept units are multiplied by {found:.4g}; inverted dropout multiplies them by "
+        f"1 / (1 - p) = {scale:.4g}"
+    )
+
+
 def _dropout_backward_cases(rng: np.random.Generator) -> list[Case]:
     """Five training cases and one test-time case with an int seed, then one training case whose
     rng is a Generator (a backward pass that redraws the mask gets it wrong)."""
@@ -326,6 +358,8 @@ def _dropout_backward_expected(case: Case) -> dict:
 
 
 DROPOUT_FORBID = ("dropout_forward", "dropout_backward")
+# seconds a cell may run when graded: every cell of the solution takes well under one
+CELL_TIMEOUT = 60.0
 CHECKS = [
     Check(
         "test_maxpool_forward",
@@ -380,6 +414,7 @@ CHECKS = [
         _dropout_forward_run,
         _dropout_forward_expected,
         forbid=DROPOUT_FORBID,
+        explain=_dropout_explain,
     ),
     Check(
         "test_dropout_backward",

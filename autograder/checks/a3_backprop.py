@@ -381,6 +381,8 @@ BN_FORBID = (
     "batchnorm2d_forward",
     "batchnorm2d_backward",
 )
+# seconds a cell may run when graded: every cell of the solution takes well under one
+CELL_TIMEOUT = 60.0
 CHECKS = [
     _answers(
         "test_hand_answers",

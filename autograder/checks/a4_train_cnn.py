@@ -7,5 +7,7 @@ from __future__ import annotations
 from autograder.curves import CurveSpec, history_export
 
 CHECKS = []
+# seconds a cell may run when graded: a training cell replays its first iterations only
+CELL_TIMEOUT = 300.0
 CURVE = CurveSpec(items=("test_history_valid", "test_test_accuracy"), figure="final_run")
 EXPORTS = {"replay": history_export(CURVE.variable)}
