@@ -6,6 +6,8 @@ cnnkit zoo [NAME]    a classic architecture's per-layer table (no NAME: list the
 cnnkit train         train a named architecture and save its history
 cnnkit release       generate student versions of assignments and prove them
 cnnkit grade         grade a class's submissions of one assignment
+cnnkit feedback      write the students' feedback again with the graders' marks and comments
+cnnkit validate      before submitting: what the grader would flag, and which tests fail
 """
 
 from __future__ import annotations
@@ -189,6 +191,12 @@ def release_cmd(args: argparse.Namespace) -> int:
             return 1
         proof = "not proven (--no-proof)" if args.no_proof else "proven against the source"
         print(f"{name}: released to {out}, {proof}")
+    if course is not None:
+        from autograder.gradebook import strip_hidden_tests_from_feedback
+
+        notice = strip_hidden_tests_from_feedback(course)
+        if notice:
+            print(notice)
     return 0
 
 
@@ -231,15 +239,52 @@ def _print_batch(batch) -> None:
 
     max_score = sum(i.max_points for i in batch.setup.items)
     reused = len(batch.outcomes) - len(batch.graded_now)
-    print(summary(batch.outcomes, max_score))
+    print(summary(batch.outcomes, max_score, standings=batch.standings))
     print(
         f"\ngraded {len(batch.graded_now)} submissions now, reused {reused} unchanged "
         f"(--force regrades them)"
     )
     print(f"grades:     {batch.out / 'grades.csv'}")
-    print(f"feedback:   {batch.out / 'feedback'}/<student_id>/{batch.setup.assignment}.html")
+    print(f"summary:    {batch.out / 'summary.html'} (the class at a glance, for the staff)")
+    feedback = batch.setup.course / "feedback"
+    print(
+        f"feedback:   {feedback}/<student_id>/{batch.setup.assignment}/ (nbgrader release_feedback)"
+    )
     print(f"gradescope: {batch.out / 'gradescope'}/<student_id>/results.json")
     print(f"gradebook:  {batch.setup.course / 'gradebook.db'} (formgrader, nbgrader export)")
+    for notice in batch.notices:
+        print(notice)
+
+
+def feedback_cmd(args: argparse.Namespace) -> int:
+    """Write the feedback of every graded student again, with the gradebook's marks now."""
+    from autograder.grade import GradeError, feedback
+    from autograder.release import ReleaseError
+
+    try:
+        students = feedback(
+            args.assignment, Path(args.course), Path(args.out) if args.out else None
+        )
+    except (GradeError, ReleaseError, ValueError) as err:
+        print(f"cnnkit feedback: {err}", file=sys.stderr)
+        return 1
+    folder = Path(args.course).resolve() / "feedback"
+    print(f"feedback for {len(students)} students in {folder}/<student_id>/{args.assignment}/")
+    print(f"release it with: nbgrader release_feedback {args.assignment}")
+    return 0
+
+
+def validate_cmd(args: argparse.Namespace) -> int:
+    """Check a notebook before submitting it; 0 when nothing would be flagged or fail."""
+    from autograder.validate import ValidateError, describe, validate
+
+    try:
+        found = validate(Path(args.notebook), args.assignment, args.release, args.timeout)
+    except ValidateError as err:
+        print(f"cnnkit validate: {err}", file=sys.stderr)
+        return 2
+    print(describe(found))
+    return 0 if found.ok else 1
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -335,6 +380,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-proof", action="store_true", help="skip running the two versions")
     p.set_defaults(func=release_cmd)
     _add_grade_parser(sub)
+    p = sub.add_parser(
+        "feedback",
+        help="write students' feedback again with the graders' marks, for nbgrader release_feedback",
+    )
+    p.add_argument("assignment", help="e.g. a1_convolution")
+    p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    p.add_argument(
+        "--out", help="cnnkit grade's output folder (default: <course>/grades/<assignment>)"
+    )
+    p.set_defaults(func=feedback_cmd)
+    p = sub.add_parser(
+        "validate", help="before submitting: what the grader would flag, and which tests fail"
+    )
+    p.add_argument("notebook", help="your completed notebook, e.g. a1_convolution.ipynb")
+    p.add_argument("--assignment", help="default: the notebook's file name")
+    p.add_argument("--release", help="the released notebook (default: the kit's)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per cell")
+    p.set_defaults(func=validate_cmd)
     return parser
 
 

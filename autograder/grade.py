@@ -18,7 +18,10 @@ For each student found by `collect.find_submissions`:
 
 Each student's `Outcome` is saved under `<out>/results/` as soon as it is known, keyed by the
 submission's digest and the grading set-up, so a re-run grades only what changed (or everything,
-with `force`) and an interrupted run resumes. Reports are then written from the records.
+with `force`) and an interrupted run resumes. Then the course's gradebook is written as `nbgrader
+autograde` would (`gradebook.update_gradebook`: timestamps, late penalties, written answers), and
+the reports from the records and the gradebook: grades.csv, summary.html, Gradescope's files, and
+each student's feedback in the course's feedback/ folder for `nbgrader release_feedback`.
 """
 
 from __future__ import annotations
@@ -47,8 +50,17 @@ from tqdm.auto import tqdm
 
 from autograder import curves, outputs, report
 from autograder._run_child import amount
+from autograder.class_summary import write_summary_html
 from autograder.collect import Submission, find_submissions, unsafe_id_problem
-from autograder.gradebook import registered, update_gradebook
+from autograder.gradebook import (
+    Standing,
+    late_penalties,
+    read_timestamp,
+    registered,
+    standings,
+    strip_hidden_tests_from_feedback,
+    update_gradebook,
+)
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
@@ -92,6 +104,8 @@ STATUS_OF_RUN = {"ok": "graded", "timeout": "timeout", "memory": "memory", "cras
 MAX_SKIPS = 3  # cells of one notebook that may be skipped for hanging or ending the kernel
 MIN_RUN_SECONDS = 5.0  # a run again after a skip needs at least this much of the time limit
 CELL_TIMEOUT = 120.0  # seconds per cell for an assignment whose check module sets none
+# what nbgrader submit puts beside the notebooks, and its later steps read from autograded/
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
 
 
 class GradeError(RuntimeError):
@@ -112,6 +126,7 @@ class Setup:
     limits: Limits
     key: str  # digest of everything above that changes grades
     hide: tuple[Path, ...] = ()  # what the student's process must not see
+    titles: dict[str, str] = field(default_factory=dict)  # graded cell -> its task's title
 
 
 @dataclass
@@ -122,6 +137,8 @@ class Batch:
     outcomes: list[Outcome]
     graded_now: list[str] = field(default_factory=list)
     out: Path | None = None
+    standings: dict[str, Standing] = field(default_factory=dict)  # from the gradebook
+    notices: list[str] = field(default_factory=list)  # what grading changed besides grades
 
 
 # --------------------------------------------------------------------------- set-up
@@ -141,6 +158,7 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
                 f"unknown assignment {assignment!r}: not in {source} nor in the kit ({known})"
             )
         place_source(assignment, course, force=False)
+    late_penalties(course)  # a course whose late-penalty plugin fails is refused before grading
     released = course / "release" / assignment
     if not any(released.glob("*.ipynb")) or not registered(course, assignment):
         generate(assignment, course)
@@ -150,6 +168,9 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         limits = replace(limits, cell_timeout=cell_timeout(assignment))
     if not items:
         raise GradeError(f"{source} has no autograded test cells")
+    titles = {}
+    for name in names:
+        titles |= task_titles(nbformat.read(source / name, as_version=4))
     return Setup(
         assignment,
         course,
@@ -160,7 +181,33 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         feeds,
         limits,
         _setup_key(source, released, names, limits),
+        titles=titles,
     )
+
+
+def task_titles(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """{grade_id: title} for each graded cell of `nb`: the title of the task it belongs to, as
+    the notebook words it ("Task 5.2: conv2d_backward", "Question 2.3"), taken from the last
+    heading (or leading bold phrase) of the nearest markdown cell before it that has one."""
+    titles, current = {}, ""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and current:
+            titles[meta["grade_id"]] = current
+        if cell.cell_type == "markdown" and not meta.get("solution"):
+            current = _title(cell.source) or current
+    return titles
+
+
+def _title(text: str) -> str:
+    """The last heading line of a markdown text, else its leading bold phrase, cleaned of
+    markup and of the points ("(5 points)"); "" when it has neither."""
+    headings = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    bold = re.match(r"\s*\*\*(.+?)\*\*", text)
+    title = headings[-1] if headings else bold.group(1) if bold else ""
+    title = re.sub(r"\s*\([^()]*\bpoints?\b[^()]*\)", "", title)
+    title = title.replace("\\times", "×").replace("$", "").replace("`", "")
+    return title.strip().rstrip(".:").strip()
 
 
 def cell_timeout(assignment: str) -> float:
@@ -297,6 +344,7 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
         _outcome_key(setup, sub),
         round(seconds, 3),
         attempts,
+        read_timestamp(sub.folder),
     )
 
 
@@ -332,6 +380,7 @@ def _not_graded(setup: Setup, sub: Submission, status: str, reason: str) -> Outc
         [FlagNote(status, reason)],
         reason,
         _outcome_key(setup, sub),
+        timestamp=read_timestamp(sub.folder),
     )
 
 
@@ -658,17 +707,21 @@ def _keep_autograded(
     setup: Setup, sub: Submission, book: _Book, run: RunResult, skips: list[_Skip]
 ) -> None:
     """Write the executed notebook where formgrader expects it (autograded/<student>/...),
-    without the output-check cell, each skipped cell showing its own code again."""
-    if run.notebook is None:
-        return
-    nb = run.notebook
+    without the output-check cell, each skipped cell showing its own code again (the submitted
+    notebook when the run left none), with the submission's timestamp.txt and
+    submission_secret.txt, which nbgrader's feedback steps read there."""
+    nb = run.notebook if run.notebook is not None else book.submitted
     nb.cells = [c for c in nb.cells if "cnnkit" not in c.metadata]
-    for skip in skips:
-        if skip.index < len(nb.cells):
-            nb.cells[skip.index].source = skip.source
+    if run.notebook is not None:
+        for skip in skips:
+            if skip.index < len(nb.cells):
+                nb.cells[skip.index].source = skip.source
     folder = setup.course / "autograded" / sub.student_id / setup.assignment
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / book.name)
+    for name in SUBMISSION_FILES:
+        if (sub.folder / name).is_file():
+            shutil.copyfile(sub.folder / name, folder / name)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -723,14 +776,15 @@ def _grade_locked(
 ) -> Batch:
     """`grade`, once the course is this process's alone."""
     setup = replace(prepare(assignment, course, limits), hide=hide)
+    notices = [n for n in [strip_hidden_tests_from_feedback(course)] if n]
     subs = find_submissions(submissions, assignment, setup.notebooks, out / ".extracted")
     previous = _previous(out / RESULTS, force)
     todo = [s for s in subs if not _reusable(previous.get(s.student_id), setup, s)]
     done = {s.student_id: previous[s.student_id] for s in subs if s not in todo}
     _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done, scheduler)
     outcomes = [done[s.student_id] for s in subs]
-    _write_reports(setup, outcomes, out)
-    return Batch(setup, outcomes, [s.student_id for s in todo], out)
+    marks = _write_reports(setup, outcomes, out)
+    return Batch(setup, outcomes, [s.student_id for s in todo], out, marks, notices)
 
 
 def _reusable(old: Outcome | None, setup: Setup, sub: Submission) -> bool:
@@ -867,12 +921,59 @@ def grade_task(setup: Setup, sub: Submission) -> Outcome:
         shutil.rmtree(workroot, ignore_errors=True)
 
 
-def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> None:
-    """grades.csv with every row; per-student files and the gradebook for each student whose id
-    can name a file (the others are invalid rows, with the reason in grades.csv)."""
-    report.write_grades_csv(out / "grades.csv", setup.assignment, setup.items, outcomes)
+def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> dict[str, Standing]:
+    """The gradebook first (timestamps, late penalties, written answers), then grades.csv with
+    every row, Gradescope's files and the feedback for each student whose id can name a file
+    (the others are invalid rows, with the reason in grades.csv). The gradebook's standings."""
     named = [o for o in outcomes if not unsafe_id_problem(o.student_id)]
-    for outcome in named:
-        report.write_feedback(out / "feedback", setup.assignment, setup.items, outcome)
-        report.write_gradescope(out / "gradescope", setup.items, outcome)
     update_gradebook(setup.course, setup.assignment, setup.items, named)
+    marks = standings(setup.course, setup.assignment, setup.items, [o.student_id for o in named])
+    report.write_grades_csv(out / "grades.csv", setup.assignment, setup.items, outcomes, marks)
+    for outcome in named:
+        report.write_gradescope(out / "gradescope", setup.items, outcome)
+    _write_feedback(setup, named, marks)
+    write_summary_html(
+        out / "summary.html", setup.assignment, setup.items, outcomes, marks, setup.titles
+    )
+    return marks
+
+
+def _write_feedback(setup: Setup, outcomes: list[Outcome], marks: dict[str, Standing]) -> None:
+    """Each student's feedback where `nbgrader release_feedback` takes it from:
+    <course>/feedback/<student>/<assignment>/<notebook>.html, beside the timestamp.txt and
+    submission_secret.txt of autograded/."""
+    folder = setup.course / "feedback"
+    for outcome in outcomes:
+        standing = marks.get(outcome.student_id)
+        report.write_feedback(
+            folder, setup.assignment, setup.items, outcome, standing, setup.titles
+        )
+        graded = setup.course / "autograded" / outcome.student_id / setup.assignment
+        for name in SUBMISSION_FILES:
+            if (graded / name).is_file():
+                target = folder / outcome.student_id / setup.assignment / name
+                shutil.copyfile(graded / name, target)
+
+
+def feedback(assignment: str, course: Path, out: Path | None = None) -> list[str]:
+    """`cnnkit feedback`: write every graded student's feedback again from the records under
+    `out` (default <course>/grades/<assignment>) and what the gradebook holds now (the
+    graders' marks and comments, late penalties), without grading anything. The students
+    written. GradeError when the assignment was never graded there."""
+    _check_name(assignment)
+    course = Path(course).resolve()
+    out = Path(out).resolve() if out else course / "grades" / assignment
+    records = [
+        o for o in _previous(out / RESULTS, force=False).values() if o.assignment == assignment
+    ]
+    if not records:
+        raise GradeError(
+            f"no grading records of {assignment} in {out / RESULTS}: run cnnkit grade first"
+        )
+    setup = prepare(assignment, course, Limits())
+    named = sorted(
+        (o for o in records if not unsafe_id_problem(o.student_id)), key=lambda o: o.student_id
+    )
+    marks = standings(course, assignment, setup.items, [o.student_id for o in named])
+    _write_feedback(setup, named, marks)
+    return [o.student_id for o in named]

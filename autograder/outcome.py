@@ -25,7 +25,7 @@ FLAGS = (
     "fabricated-curve",
     "output-truncated",  # informational: costs no points
 )
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: the submission's timestamp
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Outcome:
     key: str = ""
     seconds: float = 0.0
     attempts: int = 0  # sandbox runs it took (a crashed run is retried once)
+    timestamp: str | None = None  # the submission's timestamp.txt, as nbgrader submit wrote it
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -16,10 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 from autograder.collect import unsafe_id_problem
+from autograder.gradebook import Standing, WrittenAnswer
 from autograder.outcome import FLAGS, STATUSES, FlagNote, Item, ItemResult, Outcome
 
 CSV_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "flags")
-FEEDBACK_NOTE = "Written answers (manual grading) are graded separately by the course staff."
+LATE_COLUMNS = ("timestamp", "seconds_late", "late_penalty")
+FEEDBACK_NOTE = "Written answers are graded by the course staff; a mark shows here once given."
 NOT_GRADED = "not graded"  # an item the outcome has no result for (e.g. an invalid submission)
 HISTOGRAM_BINS = 10
 BAR_WIDTH = 40  # longest '#' bar in the summary; longer bars are scaled down to it
@@ -41,24 +43,34 @@ td.points { white-space: nowrap; }
 tr.full td.points { color: #1e6b2f; }
 tr.short td.points { color: #b3261e; }
 .msg { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.9rem; }
+.gid { color: #666; font-family: ui-monospace, monospace; font-size: 0.8rem; }
+table.totals { width: auto; margin-bottom: 0.75rem; }
+.late { color: #7a4b00; }
 .note { margin-top: 1.5rem; color: #555; font-size: 0.9rem; }
 """.strip()
 
 
 def write_grades_csv(
-    path: Path, assignment: str, items: list[Item], outcomes: list[Outcome]
+    path: Path,
+    assignment: str,
+    items: list[Item],
+    outcomes: list[Outcome],
+    standings: dict[str, Standing] | None = None,
 ) -> Path:
     """Write grades.csv at `path` atomically; the path written.
 
     One row per outcome, sorted by student_id: `student_id,assignment,score,max_score,status,flags`
-    (flags `;`-joined in FLAGS order, empty when clean), then each item's points under its
-    grade_id, in `items` order (empty when the outcome has no result for it). max_score is the
-    assignment's (the sum of `items`), the same on every row.
+    (score: the autograded points, before any late penalty; flags `;`-joined in FLAGS order,
+    empty when clean), then `timestamp,seconds_late,late_penalty` from the gradebook's
+    `standings` (empty when it has none), then each item's points under its grade_id, in
+    `items` order (empty when the outcome has no result for it). max_score is the assignment's
+    autograded maximum (the sum of `items`), the same on every row.
     """
+    standings = standings or {}
     max_score = _num(_total(items))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, *(item.grade_id for item in items)])
+    writer.writerow([*CSV_COLUMNS, *LATE_COLUMNS, *(item.grade_id for item in items)])
     for outcome in sorted(outcomes, key=lambda o: o.student_id):
         results = _results(outcome)
         writer.writerow(
@@ -69,32 +81,77 @@ def write_grades_csv(
                 max_score,
                 outcome.status,
                 ";".join(outcome.flag_names),
+                *_late_cells(standings.get(outcome.student_id)),
                 *(
                     _num(results[item.grade_id].points) if item.grade_id in results else ""
                     for item in items
                 ),
             ]
         )
-    return _write_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
-def write_feedback(folder: Path, assignment: str, items: list[Item], outcome: Outcome) -> Path:
-    """Write `folder/<student_id>/<assignment>.html` atomically; the path written.
+def _late_cells(standing: Standing | None) -> list[str]:
+    """timestamp (ISO, UTC), seconds late and late penalty of one row of grades.csv."""
+    if standing is None or standing.timestamp is None:
+        return ["", "", ""] if standing is None else ["", "0", _num(standing.late_penalty)]
+    return [
+        standing.timestamp.isoformat(),
+        _num(round(standing.seconds_late, 3)),
+        _num(standing.late_penalty),
+    ]
 
-    A standalone page (inline CSS, no scripts, nothing fetched) giving the student's total out of
-    the assignment's maximum, the status and its reason when it is not "graded", every flag with
-    its reason, and per item its points out of its maximum and the messages explaining lost points.
+
+def write_feedback(
+    folder: Path,
+    assignment: str,
+    items: list[Item],
+    outcome: Outcome,
+    standing: Standing | None = None,
+    titles: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write `folder/<student_id>/<assignment>/<notebook>.html` for each notebook of `items`,
+    atomically, where `nbgrader release_feedback` looks for it (`folder`: the course's
+    feedback/); the paths written.
+
+    A standalone page (inline CSS, no scripts, nothing fetched) giving the student's total (the
+    autograder's points, the written answers' marks, the late penalty), when the submission
+    came in and how late, the status and its reason when it is not "graded", every flag with
+    its reason, per task (titled as in the notebook, `titles`) the points and why points were
+    lost, and the written answers with the grader's marks and comments. Never hidden test code,
+    inputs or expected values: the messages come from the grader, which gives none.
     ValueError for a student id that is not a safe folder name.
     """
-    path = _student_folder(folder, outcome) / f"{assignment}.html"
+    standing = standing or Standing()
+    student = _student_folder(folder, outcome) / assignment
+    notebooks = list(dict.fromkeys(item.notebook for item in items))
+    return [
+        write_atomic(
+            student / f"{name.removesuffix('.ipynb')}.html",
+            _feedback_page(assignment, items, outcome, standing, titles or {}, name, notebooks),
+        )
+        for name in notebooks
+    ]
+
+
+def _feedback_page(
+    assignment: str,
+    items: list[Item],
+    outcome: Outcome,
+    standing: Standing,
+    titles: dict[str, str],
+    notebook: str,
+    notebooks: list[str],
+) -> str:
+    """The feedback page of one notebook of a submission (the total is the submission's)."""
     e = html.escape
-    title = f"{assignment}: {outcome.student_id}"
     body = [
         f"<h1>{e(assignment)}</h1>",
         f'<p class="student">Student: <strong>{e(outcome.student_id)}</strong></p>',
-        f'<p class="total">Score: <strong>{_num(outcome.score)} / {_num(_total(items))}</strong>'
-        "</p>",
+        *_totals_html(items, outcome, standing),
     ]
+    if len(notebooks) > 1:
+        body.append(f"<p>This page: <code>{e(notebook)}</code>.</p>")
     if outcome.status != "graded":
         body.append(
             f'<p class="status">Status: <strong>{e(outcome.status)}</strong>'
@@ -106,36 +163,116 @@ def write_feedback(folder: Path, assignment: str, items: list[Item], outcome: Ou
         body.append('<ul class="flags">')
         body.extend(f"<li>{_flag_html(flag)}</li>" for flag in outcome.flags)
         body.append("</ul>")
-    body.append("<h2>Autograded items</h2>")
-    body.append("<table>")
-    body.append("<thead><tr><th>Item</th><th>Points</th><th>Feedback</th></tr></thead>")
-    body.append("<tbody>")
+    body += _items_html([i for i in items if i.notebook == notebook], outcome, titles)
+    stem = notebook.removesuffix(".ipynb")
+    body += _written_html([w for w in standing.written if w.notebook == stem], titles)
+    return html_page(f"{assignment}: {outcome.student_id}", body)
+
+
+def _totals_html(items: list[Item], outcome: Outcome, standing: Standing) -> list[str]:
+    """The total and what it is made of, and when the submission came in."""
+    written = standing.written
+    marked = sum(w.points for w in written if w.points is not None)
+    total = max(outcome.score + marked - standing.late_penalty, 0.0)
+    maximum = _total(items) + sum(w.max_points for w in written)
+    rows = [("Autograded tests", f"{_num(outcome.score)} / {_num(_total(items))}")]
+    if written:
+        pending = sum(w.points is None for w in written)
+        text = f"{_num(marked)} / {_num(sum(w.max_points for w in written))}"
+        rows.append(("Written answers", text + (f" ({pending} not graded yet)" if pending else "")))
+    if standing.late_penalty:
+        rows.append(("Late penalty", f"&minus;{_num(standing.late_penalty)}"))
+    lines = [
+        f'<p class="total">Total: <strong>{_num(round(total, 6))} / {_num(maximum)}</strong></p>',
+        '<table class="totals"><tbody>',
+        *(f"<tr><th>{label}</th><td>{value}</td></tr>" for label, value in rows),
+        "</tbody></table>",
+    ]
+    if standing.timestamp is not None:
+        when = f"Submitted {standing.timestamp:%Y-%m-%d %H:%M:%S} UTC"
+        if standing.seconds_late > 0:
+            when += f", {duration(standing.seconds_late)} after the due date"
+        lines.append(f'<p class="late">{when}.</p>')
+    return lines
+
+
+def duration(seconds: float) -> str:
+    """'2 days 3 h 5 min', '3 h 0 min', '12 min', '40 s'."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} day{'s' if days > 1 else ''} {hours} h {minutes} min"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def _items_html(items: list[Item], outcome: Outcome, titles: dict[str, str]) -> list[str]:
+    e = html.escape
+    lines = [
+        "<h2>Autograded tests</h2>",
+        "<table>",
+        "<thead><tr><th>Task</th><th>Points</th><th>Feedback</th></tr></thead>",
+        "<tbody>",
+    ]
     results = _results(outcome)
     for item in items:
         result = results.get(item.grade_id)
         row_class = "full" if _full_marks(item, result) else "short"
         points = "&ndash;" if result is None else _num(result.points)
         messages = "".join(f'<div class="msg">{e(m)}</div>' for m in _messages(item, result))
-        body.append(
-            f'<tr class="{row_class}"><td>{e(item.grade_id)}</td>'
+        lines.append(
+            f'<tr class="{row_class}"><td>{_task_html(item.grade_id, titles)}</td>'
             f'<td class="points">{points} / {_num(item.max_points)}</td>'
             f"<td>{messages}</td></tr>"
         )
-    body.append("</tbody>")
-    body.append("</table>")
-    body.append(f'<p class="note">{e(FEEDBACK_NOTE)}</p>')
-    page = "\n".join(
+    return [*lines, "</tbody>", "</table>"]
+
+
+def _written_html(written: list[WrittenAnswer], titles: dict[str, str]) -> list[str]:
+    if not written:
+        return []
+    e = html.escape
+    lines = [
+        "<h2>Written answers</h2>",
+        "<table>",
+        "<thead><tr><th>Question</th><th>Points</th><th>Comment</th></tr></thead>",
+        "<tbody>",
+    ]
+    for answer in written:
+        points = "not graded yet" if answer.points is None else _num(answer.points)
+        comment = f'<div class="msg">{e(answer.comment)}</div>' if answer.comment else ""
+        lines.append(
+            f"<tr><td>{_task_html(answer.grade_id, titles)}</td>"
+            f'<td class="points">{points} / {_num(answer.max_points)}</td><td>{comment}</td></tr>'
+        )
+    return [*lines, "</tbody>", "</table>", f'<p class="note">{e(FEEDBACK_NOTE)}</p>']
+
+
+def _task_html(grade_id: str, titles: dict[str, str]) -> str:
+    """A task's title as the notebook words it, with the cell's grade_id beneath."""
+    e = html.escape
+    title = titles.get(grade_id)
+    if not title:
+        return e(grade_id)
+    return f'{e(title)}<div class="gid">{e(grade_id)}</div>'
+
+
+def html_page(title: str, body: list[str], style: str = STYLE) -> str:
+    """A standalone HTML page: inline CSS, and a policy that lets no script run and nothing
+    load, a second line of defence should escaping ever miss."""
+    return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en">',
             "<head>",
             '<meta charset="utf-8">',
-            # a second line of defence should escaping ever miss: no script, no fetch runs
             '<meta http-equiv="Content-Security-Policy" '
-            "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+            "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">",
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{e(title)}</title>",
-            f"<style>\n{STYLE}\n</style>",
+            f"<title>{html.escape(title)}</title>",
+            f"<style>\n{style}\n</style>",
             "</head>",
             "<body>",
             *body,
@@ -144,7 +281,6 @@ def write_feedback(folder: Path, assignment: str, items: list[Item], outcome: Ou
             "",
         ]
     )
-    return _write_atomic(path, page)
 
 
 def write_gradescope(folder: Path, items: list[Item], outcome: Outcome) -> Path:
@@ -186,13 +322,19 @@ def write_gradescope(folder: Path, items: list[Item], outcome: Outcome) -> Path:
         "tests": tests,
     }
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    return _write_atomic(path, text)
+    return write_atomic(path, text)
 
 
-def summary(outcomes: list[Outcome], max_score: float, slowest: int = 5) -> str:
+def summary(
+    outcomes: list[Outcome],
+    max_score: float,
+    slowest: int = 5,
+    standings: dict[str, Standing] | None = None,
+) -> str:
     """A plain-text summary for the terminal: submissions per status, a histogram of scores as a
-    percentage of `max_score` in 10% bins, submissions per flag, and the `slowest` submissions
-    by wall time (a reused earlier grading shows the seconds it took then)."""
+    percentage of `max_score` in 10% bins, submissions per flag, the late submissions with
+    their penalties (from the gradebook's `standings`), and the `slowest` submissions by wall
+    time (a reused earlier grading shows the seconds it took then)."""
     lines = [f"{len(outcomes)} submissions, max score {_num(max_score)}"]
     if outcomes and max_score > 0:
         mean = sum(o.score for o in outcomes) / len(outcomes)
@@ -219,6 +361,16 @@ def summary(outcomes: list[Outcome], max_score: float, slowest: int = 5) -> str:
     flags = Counter(name for o in outcomes for name in o.flag_names)
     lines += ["", "Flags"]
     lines += [f"  {name:<18} {flags[name]:>5}" for name in FLAGS if flags[name]] or ["  (none)"]
+
+    late = sorted((student, st) for student, st in (standings or {}).items() if st.seconds_late > 0)
+    if late:
+        lines += ["", f"Late ({len(late)})"]
+        width = max(len(student) for student, _ in late)
+        lines += [
+            f"  {student:<{width}} {duration(st.seconds_late):>16} late, "
+            f"penalty {_num(st.late_penalty)}"
+            for student, st in late
+        ]
 
     if slowest > 0 and outcomes:
         lines += ["", "Slowest"]
@@ -273,7 +425,7 @@ def _student_folder(folder: Path, outcome: Outcome) -> Path:
     return folder / outcome.student_id
 
 
-def _write_atomic(path: Path, text: str) -> Path:
+def write_atomic(path: Path, text: str) -> Path:
     """Write `text` as UTF-8 to `path` through a temporary file, so a reader never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -27,6 +27,7 @@ A1 = "a1_convolution"
 MAX = 38.0
 LIMITS = Limits(timeout=120, cell_timeout=10, case_timeout=2)
 EXPECTED = expected(A1)
+REPORTS = ("grades.csv", "gradescope")  # under --out; the feedback goes to <course>/feedback
 GRADESCOPE = {
     "type": "object",
     "required": ["score", "tests"],
@@ -65,6 +66,11 @@ def graded(tmp_path_factory):
 
 def outcome(batch, student):
     return next(o for o in batch.outcomes if o.student_id == student)
+
+
+def feedback_page(batch, student: str) -> str:
+    """The student's feedback page, where nbgrader release_feedback takes it from."""
+    return (batch.setup.course / "feedback" / student / A1 / f"{A1}.html").read_text()
 
 
 def test_every_student_has_one_row_with_the_expected_status_and_flags(graded):
@@ -119,10 +125,10 @@ def test_a_bug_costs_only_the_items_that_depend_on_the_broken_function(graded, s
 
 def test_a_skipped_cell_is_named_with_the_reason_in_the_feedback(graded):
     _, _, batch = graded
-    page = (batch.out / "feedback" / "hangs-on-stride" / f"{A1}.html").read_text()
+    page = feedback_page(batch, "hangs-on-stride")
     assert "cell `test_conv2d_backward` ran past the 10 s cell limit and was skipped" in page
     assert "ran past the 2 s limit of one case and was stopped" in page  # a hung hidden case
-    page = (batch.out / "feedback" / "infinite-loop" / f"{A1}.html").read_text()
+    page = feedback_page(batch, "infinite-loop")
     assert "(`while True:`) ran past the 10 s cell limit and was skipped" in page
     crashed = next(f for f in outcome(batch, "exits-kernel").flags if f.name == "crashed")
     assert "(`import os`) stopped the notebook" in crashed.reason
@@ -196,7 +202,8 @@ def test_grades_csv_has_the_contract_columns_and_a_row_per_student(graded):
     with open(batch.out / "grades.csv", newline="") as f:
         rows = list(csv.reader(f))
     items = [i.grade_id for i in batch.setup.items]
-    assert rows[0] == ["student_id", "assignment", "score", "max_score", "status", "flags", *items]
+    contract = ["student_id", "assignment", "score", "max_score", "status", "flags"]
+    assert rows[0] == [*contract, "timestamp", "seconds_late", "late_penalty", *items]
     by_id = {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
     assert set(by_id) == set(EXPECTED)
     assert by_id["full-marks"]["score"] == "38" and by_id["full-marks"]["max_score"] == "38"
@@ -208,27 +215,15 @@ def test_grades_csv_has_the_contract_columns_and_a_row_per_student(graded):
     assert sum(float(by_id["half-done"][i]) for i in items) == float(by_id["half-done"]["score"])
 
 
-def hidden_lines() -> list[str]:
-    nb = nbformat.read(SOLUTIONS / A1 / f"{A1}.ipynb", as_version=4)
-    block = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
-    return [
-        line.strip()
-        for c in nb.cells
-        for b in block.findall(c.source)
-        for line in b.splitlines()
-        if len(line.strip()) > 12
-    ]
-
-
-def test_feedback_explains_without_leaking_hidden_tests(graded):
+def test_feedback_explains_without_leaking_hidden_tests(graded, hidden_test_lines):
     _, _, batch = graded
-    secret = hidden_lines()
+    secret = hidden_test_lines
     for o in batch.outcomes:
-        page = (batch.out / "feedback" / o.student_id / f"{A1}.html").read_text()
+        page = feedback_page(batch, o.student_id)
         assert not [line for line in secret if line in page], o.student_id
-    page = (batch.out / "feedback" / "half-done" / f"{A1}.html").read_text()
+    page = feedback_page(batch, "half-done")
     assert "test_conv2d_backward" in page and "NotImplementedError" in page
-    page = (batch.out / "feedback" / "uses-torch" / f"{A1}.html").read_text()
+    page = feedback_page(batch, "uses-torch")
     assert "forbidden-library" in page and "torch" in page
 
 
@@ -251,10 +246,12 @@ def test_gradebook_holds_the_auto_scores(graded):
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
+    """grades.csv, the Gradescope files and every student's feedback, by path."""
+    feedback = out.parents[1] / "feedback"
     return {
-        str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.parts[len(out.parts)] in ("grades.csv", "feedback", "gradescope")
+        str(p): p.read_bytes()
+        for p in sorted([*out.rglob("*"), *feedback.rglob("*")])
+        if p.is_file() and (p.is_relative_to(feedback) or p.parts[len(out.parts)] in REPORTS)
     }
 
 
@@ -351,3 +348,42 @@ def test_each_assignment_has_its_own_cell_limit():
     assert grading.cell_timeout(A1) == 60  # every a1 cell takes well under a second
     assert grading.cell_timeout("a4_train_cnn") == 300  # training replays 50 iterations
     assert grading.cell_timeout("no_such_assignment") == grading.CELL_TIMEOUT
+
+
+def test_the_class_summary_agrees_with_grades_csv(graded):
+    _, _, batch = graded
+    page = (batch.out / "summary.html").read_text()
+    with open(batch.out / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    scores = [float(r["score"]) for r in rows]
+    assert (
+        f"{len(rows)} submissions; autograded maximum 38; mean {sum(scores) / len(rows):.2f}"
+        in page
+    )
+    assert page.count('src="data:image/png;base64,') == 2  # the score and per-test plots
+    assert "<script" not in page and "://" not in page.replace("data:image", "")
+    # the flags, with the students flagged
+    flagged = [r["student_id"] for r in rows if "timeout" in r["flags"].split(";")]
+    timeout_row = re.search(r"<tr><td>timeout</td><td class=\"n\">(\d+)</td><td>([^<]*)</td>", page)
+    assert int(timeout_row.group(1)) == len(flagged) and timeout_row.group(2) == ", ".join(flagged)
+    # why conv2d_backward lost points, counted in students across the class
+    lost = [r for r in rows if float(r["test_conv2d_backward"]) < 5 and r["status"] == "graded"]
+    counts = [
+        int(n)
+        for n in re.findall(r'<td class="n">(\d+)</td><td class="reason">conv2d_backward', page)
+    ]
+    assert counts and max(counts) <= len(lost) and sorted(counts, reverse=True) == counts
+    assert "Task 5.2: conv2d_backward" in page
+
+
+def test_reasons_are_grouped_without_the_case_s_own_numbers():
+    from autograder.class_summary import reason_key
+
+    a = "conv2d_backward: dw wrong with float32, batch 2, C=3, F=4, 3x3 filter, stride 2, padding 1; max relative error 0.31"
+    b = "conv2d_backward: dw wrong with float32, batch 1, C=2, F=1, 5x2 filter, stride 2, padding 1; max relative error 0.7"
+    assert reason_key(a) == reason_key(b)
+    assert (
+        reason_key(a)
+        == "conv2d_backward: dw wrong with float32, batch #, C=#, F=#, # filter, stride 2, padding 1"
+    )
+    assert reason_key(a.replace("stride 2", "stride 1")) != reason_key(a)

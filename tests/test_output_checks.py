@@ -212,18 +212,20 @@ def test_dropout_without_rescaling_loses_every_case_that_drops():
     assert _leaked_values(a2, scores) == []
 
 
+def other_mask(x, p, train=True, rng=None):
+    """Inverted dropout that keeps a unit where rng.random() < 1 - p: as often as cnn_core's
+    convention, but other units."""
+    if not train:
+        return x.copy(), None
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    mask = ((gen.random(x.shape) < 1 - p) / (1 - p)).astype(x.dtype)
+    return x * mask, mask
+
+
 def test_another_mask_convention_fails_the_seeded_cases_only():
     """keep = rng.random(shape) < 1 - p drops as often, but other units than cnn_core's: the
     statistics case and p = 0 pass, every seeded case with p > 0 fails."""
     a2 = "a2_pooling_dropout"
-
-    def other_mask(x, p, train=True, rng=None):
-        if not train:
-            return x.copy(), None
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        mask = ((gen.random(x.shape) < 1 - p) / (1 - p)).astype(x.dtype)
-        return x * mask, mask
-
     scores = _score(_with(a2, dropout_forward=other_mask), a2)
     fraction, messages = scores["test_dropout_forward"]
     cases = _cases(a2, "test_dropout_forward")
@@ -299,14 +301,6 @@ def test_masks_and_scaling_both_wrong_lead_with_the_scaling():
 
 def test_another_mask_convention_hears_about_the_mask():
     a2 = "a2_pooling_dropout"
-
-    def other_mask(x, p, train=True, rng=None):
-        if not train:
-            return x.copy(), None
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        mask = ((gen.random(x.shape) < 1 - p) / (1 - p)).astype(x.dtype)
-        return x * mask, mask
-
     _, messages = _score(_with(a2, dropout_forward=other_mask), a2)["test_dropout_forward"]
     assert "keep = rng.random(x.shape) >= p" in messages[0]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import jsonschema
 import pytest
 
 from autograder import report
+from autograder.gradebook import Standing, WrittenAnswer
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 
 A = "a1_convolution"
@@ -94,6 +96,9 @@ def test_csv_header_is_the_fixed_columns_then_the_items_in_order(tmp_path: Path)
         "max_score",
         "status",
         "flags",
+        "timestamp",
+        "seconds_late",
+        "late_penalty",
         "conv_forward",
         "conv_backward",
         "conv_pool",
@@ -101,14 +106,19 @@ def test_csv_header_is_the_fixed_columns_then_the_items_in_order(tmp_path: Path)
 
 
 def test_csv_rows_sorted_by_student_with_scores_flags_and_item_points(tmp_path: Path) -> None:
-    rows = read_csv(report.write_grades_csv(tmp_path / "grades.csv", A, ITEMS, everyone()))
+    late = Standing(datetime(2026, 12, 6, 14, 30), seconds_late=5400.5, late_penalty=1.5)
+    standings = {"alice": late, "dave": Standing()}
+    path = report.write_grades_csv(tmp_path / "grades.csv", A, ITEMS, everyone(), standings)
+    rows = read_csv(path)
     assert rows[1:] == [
-        ["alice", A, "5.5", "6.5", "graded", "", "3", "1.5", "1"],
-        # invalid: no item results, yet the assignment's max_score
-        ["bob", A, "0", "6.5", "invalid", "", "", "", ""],
+        ["alice", A, "5.5", "6.5", "graded", "", "2026-12-06T14:30:00", "5400.5", "1.5"]
+        + ["3", "1.5", "1"],
+        # invalid: no item results, yet the assignment's max_score; not in the gradebook
+        ["bob", A, "0", "6.5", "invalid", "", "", "", "", "", "", ""],
         # flags in FLAGS order; no conv_pool result: an empty cell, not 0
-        ["carol & co", A, "2.5", "6.5", "graded", "tampered;reference-use", "0", "2.5", ""],
-        ["dave", A, "3", "6.5", "timeout", "timeout", "3", "", ""],
+        ["carol & co", A, "2.5", "6.5", "graded", "tampered;reference-use", "", "", ""]
+        + ["0", "2.5", ""],
+        ["dave", A, "3", "6.5", "timeout", "timeout", "", "0", "0", "3", "", ""],
     ]
 
 
@@ -161,9 +171,12 @@ class Page(HTMLParser):
             self._cell.append(data)
 
 
-def feedback(tmp_path: Path, outcome: Outcome) -> tuple[str, Page]:
-    path = report.write_feedback(tmp_path, A, ITEMS, outcome)
-    assert path == tmp_path / outcome.student_id / f"{A}.html"
+def feedback(
+    tmp_path: Path, outcome: Outcome, standing: Standing | None = None, titles=None
+) -> tuple[str, Page]:
+    (path,) = report.write_feedback(tmp_path, A, ITEMS, outcome, standing, titles)
+    # where nbgrader release_feedback looks: feedback/<student>/<assignment>/<notebook>.html
+    assert path == tmp_path / outcome.student_id / A / f"{A}.html"
     text = path.read_text(encoding="utf-8")
     return text, Page(text)
 
@@ -171,15 +184,44 @@ def feedback(tmp_path: Path, outcome: Outcome) -> tuple[str, Page]:
 def test_feedback_lists_each_item_with_its_points_and_messages(tmp_path: Path) -> None:
     _, page = feedback(tmp_path, graded())
     assert page.rows == [
-        ["Item", "Points", "Feedback"],
+        ["Autograded tests", "5.5 / 6.5"],
+        ["Task", "Points", "Feedback"],
         ["conv_forward", "3 / 3", "passed"],
         ["conv_backward", "1.5 / 2.5", "case 2: dx has shape (2, 3), expected (3, 2)"],
         ["conv_pool", "1 / 1", "passed"],
     ]
     text = "".join(page.text)
     assert "alice" in text and A in text
-    assert "Score: 5.5 / 6.5" in text
+    assert "Total: 5.5 / 6.5" in text
     assert "Status:" not in text  # a graded submission has no status to explain
+
+
+def test_feedback_titles_tasks_and_gives_marks_comments_lateness_and_the_total(
+    tmp_path: Path,
+) -> None:
+    standing = Standing(
+        timestamp=datetime(2026, 12, 6, 14, 30, 5),
+        seconds_late=3 * 3600 + 120,
+        late_penalty=2.0,
+        written=[
+            WrittenAnswer("q1", "a1_convolution", 1.5, 2.0, "Say why <b>shared</b> weights help."),
+            WrittenAnswer("q2", "a1_convolution", None, 3.0, "No response."),
+        ],
+    )
+    titles = {"conv_backward": "Task 5.2: conv2d_backward", "q1": "Question 2.3"}
+    raw, page = feedback(tmp_path, graded(), standing, titles)
+    assert page.rows[:3] == [
+        ["Autograded tests", "5.5 / 6.5"],
+        ["Written answers", "1.5 / 5 (1 not graded yet)"],
+        ["Late penalty", "−2"],
+    ]
+    text = "".join(page.text)
+    assert "Total: 5 / 11.5" in text  # 5.5 + 1.5 - 2
+    assert "Submitted 2026-12-06 14:30:05 UTC, 3 h 2 min after the due date." in text
+    assert ["Task 5.2: conv2d_backward\nconv_backward", "1.5 / 2.5"] == page.rows[5][:2]
+    assert ["Question 2.3\nq1", "1.5 / 2", "Say why <b>shared</b> weights help."] in page.rows
+    assert ["q2", "not graded yet / 3", "No response."] in page.rows
+    assert "&lt;b&gt;shared" in raw
 
 
 def test_feedback_escapes_hostile_messages_and_student_ids(tmp_path: Path) -> None:
@@ -188,8 +230,8 @@ def test_feedback_escapes_hostile_messages_and_student_ids(tmp_path: Path) -> No
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw
     assert "carol &amp; co" in raw and "carol & co" not in raw
     # what the reader sees is the text itself, each message on its own line
-    assert page.rows[1] == ["conv_forward", "0 / 3", f"{HOSTILE}\ncase 1: raised ValueError"]
-    assert page.rows[3][0] == "conv_pool" and "not graded" in page.rows[3][2]
+    assert page.rows[2] == ["conv_forward", "0 / 3", f"{HOSTILE}\ncase 1: raised ValueError"]
+    assert page.rows[4][0] == "conv_pool" and "not graded" in page.rows[4][2]
     text = "".join(page.text)
     for flag in flagged().flags:
         assert flag.name in text and flag.reason in text
@@ -207,8 +249,8 @@ def test_feedback_shows_a_status_other_than_graded_with_its_reason(tmp_path: Pat
     _, page = feedback(tmp_path, invalid())
     text = "".join(page.text)
     assert "Status: invalid" in text and f"no folder {A}/ in bob/" in text
-    assert "Score: 0 / 6.5" in text
-    assert [row[1:] for row in page.rows[1:]] == [
+    assert "Total: 0 / 6.5" in text
+    assert [row[1:] for row in page.rows[2:]] == [
         ["– / 3", "not graded"],
         ["– / 2.5", "not graded"],
         ["– / 1", "not graded"],
@@ -216,11 +258,12 @@ def test_feedback_shows_a_status_other_than_graded_with_its_reason(tmp_path: Pat
 
 
 def test_feedback_rewrite_is_byte_identical(tmp_path: Path) -> None:
-    first = report.write_feedback(tmp_path / "a", A, ITEMS, timed_out()).read_bytes()
+    (first,) = report.write_feedback(tmp_path / "a", A, ITEMS, timed_out())
+    first = first.read_bytes()
     later = Outcome.from_json(timed_out().to_json())
     later.seconds = 1.0  # wall time never reaches the page
-    assert report.write_feedback(tmp_path / "b", A, ITEMS, later).read_bytes() == first
-    assert report.write_feedback(tmp_path / "a", A, ITEMS, later).read_bytes() == first
+    assert report.write_feedback(tmp_path / "b", A, ITEMS, later)[0].read_bytes() == first
+    assert report.write_feedback(tmp_path / "a", A, ITEMS, later)[0].read_bytes() == first
 
 
 @pytest.mark.parametrize("student_id", ["../escape", "", ".hidden", "a/b"])

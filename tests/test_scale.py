@@ -25,7 +25,7 @@ distributed = pytest.importorskip("dask.distributed")
 A1 = "a1_convolution"
 LIMITS = Limits(timeout=25)  # what `cnnkit grade --timeout 25` gives
 CLASS = ["full-marks", "half-done", "unfilled", "uses-torch", "corrupt-notebook", "edits-tests"]
-REPORTS = ("grades.csv", "feedback", "gradescope")
+REPORTS = ("grades.csv", "gradescope")
 
 
 @pytest.fixture(scope="module")

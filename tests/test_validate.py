@@ -1,0 +1,78 @@
+"""`cnnkit validate`: what a student learns before submitting, on real a1 notebooks: a notebook a
+student completed on their own passes, the release fails its visible tests, and a notebook the
+grader would flag says why."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from autograder.cli import main
+from autograder.release import ASSIGNMENTS
+from autograder.synthetic import filled, independent
+
+A1 = "a1_convolution"
+NB = f"{A1}.ipynb"
+
+
+def released() -> nbformat.NotebookNode:
+    return nbformat.read(ASSIGNMENTS / A1 / NB, as_version=4)
+
+
+def write(tmp_path, nb) -> str:
+    path = tmp_path / NB
+    nbformat.write(nb, path)
+    return str(path)
+
+
+def test_a_completed_notebook_passes_and_nothing_would_be_flagged(tmp_path, capsys):
+    answers = next(iter(independent(A1).values()))
+    assert main(["validate", write(tmp_path, filled(answers, released()))]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing the grader would flag." in out
+    assert "Visible tests: 16 of 16 pass." in out
+
+
+def test_the_release_lists_each_failing_test_with_its_error(tmp_path, capsys):
+    assert main(["validate", write(tmp_path, released())]) == 1
+    out = capsys.readouterr().out
+    assert "Visible tests: 0 of 16 pass." in out
+    assert (
+        "test_conv2d_backward: NotImplementedError" in out
+        or "test_conv2d_backward: NameError" in out
+    )
+
+
+def test_what_the_grader_would_flag_is_named_before_submitting(tmp_path, capsys):
+    answers = next(iter(independent(A1).values()))
+    nb = filled(answers, released())
+    test = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_conv1d"
+    )
+    test.source = "pass"
+    conv = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv2d_forward"
+    )
+    conv.source = "import torch\n" + conv.source
+    assert main(["validate", write(tmp_path, nb)]) == 1
+    out = capsys.readouterr().out
+    assert "The grader would flag:" in out
+    assert "tampered (cell test_conv1d)" in out
+    assert "forbidden-library (cell conv2d_forward): cell 'conv2d_forward' imports torch" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (NB, "{not json", "cannot read"),
+        ("homework.ipynb", None, "name the assignment with --assignment"),
+    ],
+)
+def test_a_notebook_that_cannot_be_validated_says_why(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        nbformat.write(released(), path)
+    else:
+        path.write_text(content)
+    assert main(["validate", str(path)]) == 2
+    assert message in capsys.readouterr().err
