@@ -24,7 +24,7 @@ from autograder.report import EPS, duration, html_page, write_atomic
 TOP_REASONS = 5  # reasons shown per test
 SLOWEST = 5
 # Numbers that say what kind of case failed, kept when reasons are grouped; others become '#'
-KEPT = re.compile(r"float(?:16|32|64)|int(?:32|64)|stride \d+|padding \d+|\d+ s limit")
+KEPT = re.compile(r"float(?:16|32|64)|int(?:32|64)|stride \d+|padding \d+|\d+ s (?:cell )?limit")
 # a number of its own (not the 2 of conv2d), or a pair of sizes such as 3x3
 NUMBER = re.compile(r"(?<![A-Za-z_\d.])\d+(?:x\d+|(?:\.\d+)?(?:e-?\d+)?)")
 # Lines of a test's feedback that count cases rather than give a reason
@@ -119,6 +119,7 @@ def _image(figure, alt: str) -> str:
 
 def _score_figure(outcomes: list[Outcome], maximum: float):
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(8, 3))
     ax = figure.subplots()
@@ -126,6 +127,7 @@ def _score_figure(outcomes: list[Outcome], maximum: float):
     ax.hist(scores, bins=20, range=(0, maximum or 1), color="#3b6ea5", edgecolor="white")
     ax.set_xlabel(f"autograded score (of {maximum:g})")
     ax.set_ylabel("students")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.spines[["top", "right"]].set_visible(False)
     return figure
 
@@ -167,10 +169,15 @@ def _reasons_html(items: list[Item], outcomes: list[Outcome], titles: dict[str, 
     shown = False
     for item in items:
         title = e(titles.get(item.grade_id, item.grade_id))
-        for n, reason in reasons[item.grade_id]:
+        rows = reasons[item.grade_id]
+        for k, (n, reason) in enumerate(rows):
+            test = (
+                f'<td rowspan="{len(rows)}">{title}<div class="gid">{e(item.grade_id)}</div></td>'
+                if k == 0
+                else ""
+            )
             lines.append(
-                f'<tr><td>{title}<div class="gid">{e(item.grade_id)}</div></td>'
-                f'<td class="n">{n}</td><td class="reason">{e(reason)}</td></tr>'
+                f'<tr>{test}<td class="n">{n}</td><td class="reason">{e(reason)}</td></tr>'
             )
             shown = True
     if not shown:

@@ -193,7 +193,9 @@ def release_cmd(args: argparse.Namespace) -> int:
         print(f"{name}: released to {out}, {proof}")
     if course is not None:
         from autograder.gradebook import strip_hidden_tests_from_feedback
+        from autograder.secret import course_secret
 
+        course_secret(course)  # the course's hidden cases are its own from the first release
         notice = strip_hidden_tests_from_feedback(course)
         if notice:
             print(notice)
@@ -262,7 +264,7 @@ def feedback_cmd(args: argparse.Namespace) -> int:
     from autograder.release import ReleaseError
 
     try:
-        students = feedback(
+        students, pending = feedback(
             args.assignment, Path(args.course), Path(args.out) if args.out else None
         )
     except (GradeError, ReleaseError, ValueError) as err:
@@ -270,6 +272,8 @@ def feedback_cmd(args: argparse.Namespace) -> int:
         return 1
     folder = Path(args.course).resolve() / "feedback"
     print(f"feedback for {len(students)} students in {folder}/<student_id>/{args.assignment}/")
+    if pending:
+        print(f"note: {pending} written answers are not graded yet (formgrader)")
     print(f"release it with: nbgrader release_feedback {args.assignment}")
     return 0
 

@@ -64,8 +64,9 @@ from autograder.gradebook import (
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
+from autograder.secret import course_secret, fingerprint, student_key
 from autograder.static_checks import Flag, inspect, policy
-from cnn_core.grading import STUDENT_ENV
+from cnn_core.grading import CASE_KEY_ENV, STUDENT_ENV
 from cnn_core.train import REPLAY_ENV
 
 RESULTS = "results"  # folder of per-student records under the output folder
@@ -127,6 +128,11 @@ class Setup:
     key: str  # digest of everything above that changes grades
     hide: tuple[Path, ...] = ()  # what the student's process must not see
     titles: dict[str, str] = field(default_factory=dict)  # graded cell -> its task's title
+    secret: bytes = field(default=b"", repr=False)  # the course's (autograder.secret)
+
+    def case_key(self, student: str) -> str:
+        """The student's key to their hidden cases: all of the secret a run is given."""
+        return student_key(self.secret, student, self.assignment)
 
 
 @dataclass
@@ -159,6 +165,7 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
             )
         place_source(assignment, course, force=False)
     late_penalties(course)  # a course whose late-penalty plugin fails is refused before grading
+    secret = course_secret(course)
     released = course / "release" / assignment
     if not any(released.glob("*.ipynb")) or not registered(course, assignment):
         generate(assignment, course)
@@ -180,8 +187,9 @@ def prepare(assignment: str, course: Path, limits: Limits) -> Setup:
         items,
         feeds,
         limits,
-        _setup_key(source, released, names, limits),
+        _setup_key(source, released, names, limits, secret),
         titles=titles,
+        secret=secret,
     )
 
 
@@ -240,9 +248,12 @@ def _items(source: Path, names: list[str]) -> tuple[list[Item], dict[str, list[s
     return items, feeds
 
 
-def _setup_key(source: Path, released: Path, names: list[str], limits: Limits) -> str:
+def _setup_key(
+    source: Path, released: Path, names: list[str], limits: Limits, secret: bytes
+) -> str:
     # values, not repr: Limits(timeout=25) and Limits(timeout=25.0) grade alike
     h = hashlib.sha256(repr([v if v is None else float(v) for v in astuple(limits)]).encode())
+    h.update(fingerprint(secret).encode())  # a rotated secret draws other cases
     for folder in (source, released):
         for name in names:
             h.update((folder / name).read_bytes())
@@ -327,6 +338,7 @@ def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
             status = _worse(status, run_status)
             reasons.append(f"{book.name}: {run.reason}")
         payload = outputs.harvested(run.notebook)
+        flags += _attempt_flags(setup, book.name, payload)
         results |= _score_notebook(setup, sub, book.name, run, payload)
         curve_results, curve_flags = _grade_curve(setup, sub, book, run, payload)
         results |= curve_results
@@ -497,6 +509,21 @@ def _raising(cell, reason: str) -> nbformat.NotebookNode:
     return stand_in
 
 
+def _attempt_flags(setup: Setup, name: str, payload: dict | None) -> list[FlagNote]:
+    """reference-use for each check during which the student's code called the kit's own op,
+    even when it caught the error: the attempt is the TA's to see. Such a check's test scores
+    nothing (its `cell` is the test's grade_id)."""
+    return [
+        FlagNote(
+            "reference-use",
+            f"{name}: while {gid} was graded, the code called the kit's own {', '.join(ops)} "
+            "(its reference implementation), whatever it then did with the error",
+            gid,
+        )
+        for gid, ops in outputs.reference_attempts(setup.assignment, payload).items()
+    ]
+
+
 def _run_flags(name: str, run: RunResult) -> list[FlagNote]:
     """Flags of a run that ran to its end but not cleanly: a cell out of memory (the rest of
     the notebook ran), output cut to the caps."""
@@ -526,7 +553,7 @@ def _run_once(
     ending by `deadline` (time.monotonic() seconds)."""
     workdir = workroot / f"{sub.student_id}"
     spec = outputs.curve_spec(setup.assignment)
-    env = {STUDENT_ENV: sub.student_id}
+    env = {STUDENT_ENV: sub.student_id, CASE_KEY_ENV: setup.case_key(sub.student_id)}
     if spec is not None:  # replay the notebook's training without its submitted curve
         env[REPLAY_ENV] = str(spec.replay)
     shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, spec))
@@ -621,6 +648,7 @@ def _score_notebook(
         sub.student_id,
         payload,
         run.reason or "the notebook did not run to its end",
+        setup.case_key(sub.student_id),
     )
     scored = {}
     for item in (i for i in setup.items if i.notebook == name):
@@ -676,14 +704,17 @@ def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:
 
 def _void(items: list[ItemResult], flags: list[FlagNote], setup: Setup) -> list[ItemResult]:
     """Items fed by flagged code score zero. A flag on an added cell (cell None) voids every
-    item, since its code may serve any function; one on an edited locked cell voids nothing,
-    since the run restored that cell from the source."""
+    item, since its code may serve any function; one on a test (raised by its check) voids that
+    test; one on an edited locked cell voids nothing, since the run restored that cell from the
+    source."""
     voided: dict[str, str] = {}
     every = [i.grade_id for i in setup.items]
     for flag in flags:
         if flag.name not in VOIDING:
             continue
-        targets = every if flag.cell is None else setup.feeds.get(flag.cell, [])
+        # a reference-use raised by a test's check; an edited test was restored by the run
+        tests = [flag.cell] if flag.cell in every and flag.name == "reference-use" else []
+        targets = every if flag.cell is None else setup.feeds.get(flag.cell, tests)
         for gid in targets:
             voided.setdefault(gid, f"no points: {flag.name}: {flag.reason}")
     return [
@@ -955,11 +986,12 @@ def _write_feedback(setup: Setup, outcomes: list[Outcome], marks: dict[str, Stan
                 shutil.copyfile(graded / name, target)
 
 
-def feedback(assignment: str, course: Path, out: Path | None = None) -> list[str]:
+def feedback(assignment: str, course: Path, out: Path | None = None) -> tuple[list[str], int]:
     """`cnnkit feedback`: write every graded student's feedback again from the records under
     `out` (default <course>/grades/<assignment>) and what the gradebook holds now (the
-    graders' marks and comments, late penalties), without grading anything. The students
-    written. GradeError when the assignment was never graded there."""
+    graders' marks and comments, late penalties), without grading anything. (The students
+    written, how many written answers still wait for a grader.) GradeError when the
+    assignment was never graded there."""
     _check_name(assignment)
     course = Path(course).resolve()
     out = Path(out).resolve() if out else course / "grades" / assignment
@@ -976,4 +1008,5 @@ def feedback(assignment: str, course: Path, out: Path | None = None) -> list[str
     )
     marks = standings(course, assignment, setup.items, [o.student_id for o in named])
     _write_feedback(setup, named, marks)
-    return [o.student_id for o in named]
+    pending = sum(w.points is None for st in marks.values() for w in st.written)
+    return [o.student_id for o in named], pending

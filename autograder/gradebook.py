@@ -213,13 +213,15 @@ def late_penalties(course: Path) -> AssignLatePenalties:
     """nbgrader's late-penalty step with the course's LateSubmissionPlugin, found as `nbgrader
     autograde` run in the course folder finds it (a class named in nbgrader_config.py may live
     in a module there). ValueError when it cannot be loaded."""
-    step = AssignLatePenalties(config=course_config(course))
-    step.log = logging.getLogger("cnnkit.late")
     sys.path.insert(0, str(course))
     try:
+        step = AssignLatePenalties(config=course_config(course))
+        step.log = logging.getLogger("cnnkit.late")
         step.init_plugin()
+    except ValueError:
+        raise
     except Exception as exc:  # an import error, a bad class: the course's code may raise anything
-        why = f"{type(exc).__name__}: {exc}"
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         raise ValueError(f"the late-submission plugin of {course / CONFIG} fails: {why}") from None
     finally:
         sys.path.remove(str(course))

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnn_core.grading import check_close, no_reference, student_id
+from cnn_core import _guard
+from cnn_core.grading import case_key, check_close, no_reference, seeded_rng, student_id
 
 if TYPE_CHECKING:  # grader side only: importing nbformat in the kernel costs about 1 s
     import nbformat
@@ -86,10 +87,11 @@ class Check:
     explain: Callable[[Case, dict[str, Any]], str] | None = None
 
 
-def case_rng(student: str, assignment: str, grade_id: str) -> np.random.Generator:
-    """The generator of one student's cases of one check: the same in the kernel and the grader."""
-    key = f"{student}/{assignment}/outputs/{grade_id}".encode()
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+def case_rng(student: str, assignment: str, grade_id: str, key: str = "") -> np.random.Generator:
+    """The generator of one student's cases of one check, the same in the kernel and the grader:
+    seeded by the student's `key` (derived from the course's secret, autograder.secret) when
+    there is one, else by the student's id."""
+    return seeded_rng(key or student, assignment, "outputs", grade_id)
 
 
 def checks(assignment: str) -> list[Check]:
@@ -154,7 +156,7 @@ def harvest(
     limit = Budget(case_seconds, deadline)
     payload = {
         "version": 1,
-        "checks": results(namespace, assignment, student_id(), limit),
+        "checks": results(namespace, assignment, student_id(), limit, case_key()),
         "exports": exports(namespace, assignment, limit),
     }
     display({MIME: payload}, raw=True)
@@ -199,6 +201,7 @@ def results(
     assignment: str,
     student: str,
     budget: Budget = Budget(),
+    key: str = "",
 ) -> dict[str, list[dict]]:
     """{grade_id: one encoded result per case} of every check, calling the functions found in
     `namespace`, each case in a process of its own (`run_isolated`). Each case's exception is
@@ -207,7 +210,7 @@ def results(
     plan = [
         (c.grade_id, functools.partial(_run_case, c, names, case))
         for c in checks(assignment)
-        for case in c.cases(case_rng(student, assignment, c.grade_id))
+        for case in c.cases(case_rng(student, assignment, c.grade_id, key))
     ]
     found: dict[str, list[dict]] = {c.grade_id: [] for c in checks(assignment)}
     for (grade_id, _), result in zip(plan, run_isolated([p[1] for p in plan], budget), strict=True):
@@ -216,12 +219,33 @@ def results(
 
 
 def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
+    """One case's encoded outputs or error, and the kit's forbidden ops it called, if any (the
+    student's code may have caught the error and gone on)."""
+    before = len(_guard.attempts())
     try:
         with no_reference(*check.forbid):
             outputs = check.run(namespace, case)
-        return {"outputs": {name: _encode(value) for name, value in outputs.items()}}
+        result = {"outputs": {name: _encode(value) for name, value in outputs.items()}}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the student's too
-        return {"error": _describe(exc)}
+        result = {"error": _describe(exc)}
+    tried = sorted(set(_guard.attempts()[before:]))
+    return result | {"case": case_digest(case)} | ({"reference_use": tried} if tried else {})
+
+
+def case_digest(case: Case) -> str:
+    """A short digest of a case's inputs, the same in the kernel and the grader: a result is
+    judged only against the case it was computed on."""
+    h = hashlib.sha256()
+    for name in sorted(case.args):
+        value = case.args[name]
+        h.update(name.encode())
+        if isinstance(value, np.ndarray):
+            h.update(
+                f"{value.dtype.str}{value.shape}".encode() + np.ascontiguousarray(value).tobytes()
+            )
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()[:16]
 
 
 def run_isolated(calls: Sequence[Callable[[], dict]], budget: Budget) -> list[dict]:
@@ -245,13 +269,15 @@ def _run_in_fork(calls: Sequence[Callable[[], dict]], budget: Budget) -> list[di
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the fork: make the calls, one JSON line each, then leave without clean-up
-        os.close(read)
-        _silence()
-        with os.fdopen(write, "wb") as pipe:
-            for call in calls:
-                pipe.write(json.dumps(call()).encode() + b"\n")
-                pipe.flush()
-        os._exit(0)
+        try:
+            os.close(read)
+            _silence()
+            with os.fdopen(write, "wb") as pipe:
+                for call in calls:
+                    pipe.write(json.dumps(call()).encode() + b"\n")
+                    pipe.flush()
+        finally:
+            os._exit(0)  # whatever happened: a fork must never go on as its parent
     os.close(write)
     with os.fdopen(read, "rb", 0) as pipe:
         done, ending = _collect(pipe.fileno(), len(calls), budget)
@@ -368,6 +394,26 @@ def harvested(nb: nbformat.NotebookNode | None) -> dict | None:
     return payload
 
 
+def reference_attempts(assignment: str, payload: dict | None) -> dict[str, list[str]]:
+    """{grade_id: the kit's ops the student's code called during that check} from a harvested
+    payload, for the checks where it tried any (caught or not)."""
+    found = {}
+    for grade_id, results in ((payload or {}).get("checks") or {}).items():
+        if not isinstance(results, list):
+            continue
+        ops = {
+            str(op)[:60]
+            for r in results
+            if isinstance(r, dict) and isinstance(r.get("reference_use"), list)
+            for op in r["reference_use"]
+        }
+        if ops:
+            found[str(grade_id)[:100]] = sorted(ops)
+    return {
+        gid: ops for gid, ops in found.items() if gid in {c.grade_id for c in checks(assignment)}
+    }
+
+
 def exported(payload: dict | None, name: str) -> dict[str, np.ndarray] | str:
     """The arrays of export `name` in a harvested payload, or a string saying why there are none."""
     entry = ((payload or {}).get("exports") or {}).get(name)
@@ -383,14 +429,15 @@ def exported(payload: dict | None, name: str) -> dict[str, np.ndarray] | str:
 
 
 def score_outputs(
-    assignment: str, student: str, payload: dict | None, failure: str
+    assignment: str, student: str, payload: dict | None, failure: str, key: str = ""
 ) -> dict[str, tuple[float, list[str]]]:
-    """{grade_id: (fraction of cases passed, messages)} for every check of `assignment`.
-    `payload` comes from `harvested` (None: the checks did not run, and `failure` says why)."""
+    """{grade_id: (fraction of cases passed, messages)} for every check of `assignment`, on the
+    cases of `student` (and of their `key`, as in the kernel). `payload` comes from
+    `harvested` (None: the checks did not run, and `failure` says why)."""
     results = (payload or {}).get("checks")
     scores = {}
     for check in checks(assignment):
-        cases = check.cases(case_rng(student, assignment, check.grade_id))
+        cases = check.cases(case_rng(student, assignment, check.grade_id, key))
         got = (results or {}).get(check.grade_id)
         if not isinstance(got, list) or len(got) != len(cases):
             scores[check.grade_id] = (0.0, [f"{check.what}: not checked: {failure}"])
@@ -412,6 +459,11 @@ def _judge(check: Check, case: Case, result: Any) -> str:
     """Why the student's result for `case` is wrong ("" when right)."""
     if not isinstance(result, dict):
         return f"{check.what}: no result with {case.label}"
+    if "case" in result and result["case"] != case_digest(case):
+        return (
+            f"{check.what}: not checked with {case.label}: the sandbox drew other cases than "
+            "the grader (the kit or the course's secret changed while grading? grade again)"
+        )
     if "error" in result:
         return f"{check.what} with {case.label}: raised {str(result['error'])[:ERROR_CHARS]}"
     if "stopped" in result:

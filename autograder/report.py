@@ -22,6 +22,7 @@ from autograder.outcome import FLAGS, STATUSES, FlagNote, Item, ItemResult, Outc
 CSV_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "flags")
 LATE_COLUMNS = ("timestamp", "seconds_late", "late_penalty")
 FEEDBACK_NOTE = "Written answers are graded by the course staff; a mark shows here once given."
+PENDING = "not graded yet"  # a written answer a grader has not marked
 NOT_GRADED = "not graded"  # an item the outcome has no result for (e.g. an invalid submission)
 HISTOGRAM_BINS = 10
 BAR_WIDTH = 40  # longest '#' bar in the summary; longer bars are scaled down to it
@@ -96,7 +97,7 @@ def _late_cells(standing: Standing | None) -> list[str]:
     if standing is None or standing.timestamp is None:
         return ["", "", ""] if standing is None else ["", "0", _num(standing.late_penalty)]
     return [
-        standing.timestamp.isoformat(),
+        standing.timestamp.isoformat() + "Z",  # nbgrader keeps UTC times without a zone
         _num(round(standing.seconds_late, 3)),
         _num(standing.late_penalty),
     ]
@@ -182,17 +183,19 @@ def _totals_html(items: list[Item], outcome: Outcome, standing: Standing) -> lis
         rows.append(("Written answers", text + (f" ({pending} not graded yet)" if pending else "")))
     if standing.late_penalty:
         rows.append(("Late penalty", f"&minus;{_num(standing.late_penalty)}"))
+    label = "Total so far" if any(w.points is None for w in written) else "Total"
     lines = [
-        f'<p class="total">Total: <strong>{_num(round(total, 6))} / {_num(maximum)}</strong></p>',
+        f'<p class="total">{label}: <strong>{_num(round(total, 6))} / {_num(maximum)}</strong></p>',
         '<table class="totals"><tbody>',
         *(f"<tr><th>{label}</th><td>{value}</td></tr>" for label, value in rows),
         "</tbody></table>",
     ]
     if standing.timestamp is not None:
         when = f"Submitted {standing.timestamp:%Y-%m-%d %H:%M:%S} UTC"
-        if standing.seconds_late > 0:
+        late = standing.seconds_late > 0
+        if late:
             when += f", {duration(standing.seconds_late)} after the due date"
-        lines.append(f'<p class="late">{when}.</p>')
+        lines.append(f'<p class="{"late" if late else "when"}">{when}.</p>')
     return lines
 
 
@@ -241,8 +244,11 @@ def _written_html(written: list[WrittenAnswer], titles: dict[str, str]) -> list[
         "<tbody>",
     ]
     for answer in written:
-        points = "not graded yet" if answer.points is None else _num(answer.points)
-        comment = f'<div class="msg">{e(answer.comment)}</div>' if answer.comment else ""
+        points = "&ndash;" if answer.points is None else _num(answer.points)
+        notes = ([PENDING] if answer.points is None else []) + (
+            [answer.comment] * bool(answer.comment)
+        )
+        comment = "".join(f'<div class="msg">{e(note)}</div>' for note in notes)
         lines.append(
             f"<tr><td>{_task_html(answer.grade_id, titles)}</td>"
             f'<td class="points">{points} / {_num(answer.max_points)}</td><td>{comment}</td></tr>'

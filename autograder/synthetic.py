@@ -49,6 +49,13 @@ BUGS: dict[str, dict[str, tuple[str, set[str], tuple[str, ...]]]] = {
         "hangs-on-stride": ("graded", {"timeout"}, ("test_conv2d_backward",)),
         "numba-loop": ("graded", {"timeout"}, ("test_col2im", "test_conv2d_backward")),
         "debug-print": ("graded", set(), ()),
+        # tries the kit's own op behind an import the static checks cannot read, catching the
+        # error when grading forbids it: the attempt is flagged, and its test earns nothing
+        "catches-reference": (
+            "graded",
+            {"reference-use"},
+            ("test_conv2d_forward", "test_conv2d_backward"),  # whose check calls the forward
+        ),
     },
 }
 
@@ -165,6 +172,12 @@ for cell in json.loads(source.read_text())["cells"]:
         exec("".join(cell["source"]))"""
 # 200 MB printed by one cell
 _FLOOD = "for _ in range(20_000):\n    print('x' * 10_000)"
+# The kit's convolution, fetched by a name the static checks cannot read, its error caught
+_CAUGHT = """try:
+    kit = __import__("importlib").import_module("cnn" + "_core")
+    return getattr(kit, "conv2d_" + "forward")(x, w, b, stride=stride, padding=padding)
+except Exception:
+    pass  # forbidden while graded: compute it below"""
 # A loop compiled by numba, which ignores the kernel's interrupts, that never ends for S > 1
 _NUMBA_LOOP = """import numba
 
@@ -253,6 +266,9 @@ def _bug_variants(assignment: str) -> dict[str, Variant]:
         ),
         "debug-print": lambda src, rel: _edited(
             filled(src, rel), "conv2d_forward", "N, C, H, W = x.shape", 'print("debug x", x)'
+        ),
+        "catches-reference": lambda src, rel: _edited(
+            filled(src, rel), "conv2d_forward", "N, C, H, W = x.shape", _CAUGHT, before=True
         ),
     }
 

@@ -13,6 +13,9 @@ The hidden tests are not run: they exist only in the instructor's source.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ class Validation:
     failing: list[tuple[str, str]] = field(default_factory=list)  # (test cell, error)
     passing: list[str] = field(default_factory=list)  # test cells that ran cleanly
     stopped: str = ""  # why the run stopped early, if it did
+    unanswered: list[str] = field(default_factory=list)  # written answers left as released
 
     @property
     def ok(self) -> bool:
@@ -64,8 +68,23 @@ def validate(
             f"--assignment: {known})"
         )
     found = Validation(name, inspect(submitted, nbformat.read(release, as_version=4), policy(name)))
+    found.unanswered = _unanswered(submitted)
     _run(submitted, path.parent, timeout, found)
     return found
+
+
+def _unanswered(nb: nbformat.NotebookNode) -> list[str]:
+    """The grade_ids of the written answers still as released (nbgrader scores them zero)."""
+    from nbgrader import utils
+
+    return [
+        cell.metadata["nbgrader"]["grade_id"]
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        and utils.is_solution(cell)
+        and utils.is_grade(cell)
+        and cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
+    ]
 
 
 def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validation) -> None:
@@ -74,19 +93,29 @@ def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     copy = nbformat.from_dict(nb)
+    running: list[int] = []
     client = NotebookClient(
         copy,
         timeout=int(timeout),
         kernel_name="python3",
         allow_errors=True,
         resources={"metadata": {"path": str(folder)}},
+        on_cell_start=lambda cell, cell_index: running.append(cell_index),
+        log=logging.getLogger("cnnkit.validate"),
     )
     try:
-        client.execute()
+        with _quiet_stderr():  # the kernel's own complaints when it is stopped
+            client.execute()
     except CellTimeoutError:
-        found.stopped = f"a cell ran past the {timeout:g} s cell limit; the grader would skip it"
+        found.stopped = (
+            f"{_cell_name(copy, running)} ran past the {timeout:g} s cell limit: the grader "
+            "would skip it (flag timeout), and the tests that need it would fail"
+        )
     except DeadKernelError:
-        found.stopped = "the kernel died; the grader would skip the cell that killed it"
+        found.stopped = (
+            f"{_cell_name(copy, running)} stopped the kernel: the grader would skip it (flag "
+            "crashed), and the tests that need it would fail"
+        )
     for cell in copy.cells:
         meta = cell.metadata.get("nbgrader", {})
         if not (meta.get("grade") and cell.cell_type == "code"):
@@ -101,6 +130,30 @@ def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validat
             found.passing.append(gid)
 
 
+def _cell_name(nb: nbformat.NotebookNode, running: list[int]) -> str:
+    """ "cell N (`grade_id` or its first line)" of the cell that was running."""
+    if not running:
+        return "the kernel's start-up"
+    cell = nb.cells[running[-1]]
+    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    return f"cell {running[-1] + 1} (`{gid or first[:40]}`)"
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """fd 2 on /dev/null for the block (a kernel started in it inherits that), then back."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _error(cell) -> str:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
@@ -112,17 +165,23 @@ def _error(cell) -> str:
 def describe(found: Validation) -> str:
     """The report printed for the student."""
     lines = [f"{found.assignment}: checked as the grader would, before you submit", ""]
-    if found.flags:
+    if found.flags or found.stopped:
         lines.append("The grader would flag:")
         lines += [
             f"  {f.name}{f' (cell {f.cell})' if f.cell else ''}: {f.reason}" for f in found.flags
         ]
+        lines += [f"  {found.stopped}"] if found.stopped else []
     else:
         lines.append("Nothing the grader would flag.")
     total = len(found.passing) + len(found.failing)
     lines += ["", f"Visible tests: {len(found.passing)} of {total} pass."]
     lines += [f"  {gid}: {error}" for gid, error in found.failing]
     if found.stopped:
-        lines += ["", f"The run stopped early: {found.stopped}."]
+        lines += ["", "The run stopped there: the cells after it did not run."]
+    if found.unanswered:
+        lines += [
+            "",
+            f"Written answers still as released (they score 0): {', '.join(found.unanswered)}.",
+        ]
     lines += ["", "Hidden tests run only when graded, on cases drawn for you."]
     return "\n".join(lines)

@@ -10,6 +10,9 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 _forbidden: set[str] = set()
+_attempts: list[
+    str
+] = []  # every forbidden op called, in order, whether the error was caught or not
 
 
 class ReferenceUseError(RuntimeError):
@@ -27,12 +30,18 @@ def forbidden(names: Iterable[str]) -> Iterator[None]:
         _forbidden.difference_update(added)
 
 
+def attempts() -> list[str]:
+    """The forbidden ops called so far in this process (a copy), caught or not."""
+    return list(_attempts)
+
+
 def guarded(fn: Callable, name: str | None = None) -> Callable:
     """`fn`, failing with ReferenceUseError while `name` (default: fn's name) is forbidden."""
     name = name or fn.__name__
 
     def op(*args, **kwargs):
         if name in _forbidden:
+            _attempts.append(name)
             raise ReferenceUseError(
                 f"{name}: this calls the kit's reference implementation of {name}, the function "
                 "you are asked to write; write it yourself"

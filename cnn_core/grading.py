@@ -23,6 +23,7 @@ from cnn_core._guard import ReferenceUseError
 
 __all__ = [
     "STUDENT_ENV",
+    "CASE_KEY_ENV",
     "CURVE_TOLERANCE",
     "TOLERANCES",
     "ReferenceUseError",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 STUDENT_ENV = "CNNKIT_STUDENT_ID"
+CASE_KEY_ENV = "CNNKIT_CASE_KEY"  # the graded student's key, derived from the course's secret
 
 # The kit's tolerances, in one place: (rtol, atol) by dtype. A correct implementation differs from
 # the reference by rounding only; float32 sums of a few hundred terms lose about 1e-5 relative.
@@ -51,11 +53,23 @@ def student_id() -> str:
     return os.environ.get(STUDENT_ENV) or "local"
 
 
+def case_key() -> str:
+    """The key of the student being graded, which the grader derives from its course's secret
+    ($CNNKIT_CASE_KEY), or "" outside the grader."""
+    return os.environ.get(CASE_KEY_ENV, "")
+
+
+def seeded_rng(*parts: str) -> np.random.Generator:
+    """A Generator seeded by the SHA-256 of `parts`."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
 def case_rng(assignment: str, test: str) -> np.random.Generator:
-    """A Generator seeded by (student, assignment, test): the same for one student at every run,
-    different for every other student."""
-    key = f"{student_id()}/{assignment}/{test}".encode()
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+    """A Generator of one student's cases of one test: seeded by the student's key when graded
+    (so no one can draw them without the course's secret), else by the student's id ("local"
+    when working alone). The same at every run, different for every other student."""
+    return seeded_rng(case_key() or student_id(), assignment, test)
 
 
 def max_rel_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from autograder.collect import find_submissions
 from autograder.gradebook import db_url
 from autograder.release import ASSIGNMENTS, KIT_ROOT, SOLUTIONS, release
 from autograder.sandbox import Limits
+from autograder.secret import SECRET, student_key
 from autograder.synthetic import BUGS, expected, make_class
 
 A1 = "a1_convolution"
@@ -115,12 +116,25 @@ def test_scores_reflect_what_each_student_did(graded):
 def test_a_bug_costs_only_the_items_that_depend_on_the_broken_function(graded, student):
     _, _, batch = graded
     o = outcome(batch, student)
-    affected = BUGS[A1][student][2]
+    _, flags, affected = BUGS[A1][student]
     for r in o.items:
-        if r.grade_id in affected:  # the cases the bug does not reach still earn points
+        if r.grade_id in affected and "timeout" in flags:  # the cases it does not reach count
             assert 0 < r.points < r.max_points, (student, r)
+        elif r.grade_id in affected:
+            assert r.points == 0, (student, r)
         else:
             assert r.points == r.max_points, (student, r)
+
+
+def test_a_caught_call_of_the_reference_op_is_flagged_with_its_name(graded):
+    _, _, batch = graded
+    flags = {
+        f.cell: f for f in outcome(batch, "catches-reference").flags if f.name == "reference-use"
+    }
+    assert set(flags) == {"test_conv2d_forward", "test_conv2d_backward"}
+    forward = flags["test_conv2d_forward"].reason
+    assert "while test_conv2d_forward was graded" in forward
+    assert "called the kit's own conv2d_forward" in forward
 
 
 def test_a_skipped_cell_is_named_with_the_reason_in_the_feedback(graded):
@@ -387,3 +401,29 @@ def test_reasons_are_grouped_without_the_case_s_own_numbers():
         == "conv2d_backward: dw wrong with float32, batch #, C=#, F=#, # filter, stride 2, padding 1"
     )
     assert reason_key(a.replace("stride 2", "stride 1")) != reason_key(a)
+
+
+def test_a_run_is_given_the_student_s_key_and_never_the_course_s_secret(graded, tmp_path):
+    course, subs, batch = graded
+    secret = (course / SECRET).read_text().strip()
+    spy = (
+        "import os, pathlib\n"
+        "print('KEY', os.environ.get('CNNKIT_CASE_KEY'))\n"
+        f"path = pathlib.Path({str(course / SECRET)!r})\n"
+        "try:\n    print('READ', path.read_text())\n"
+        "except OSError as exc:\n    print('NOT READ', type(exc).__name__)\n"
+        "print('ENV', ' '.join(f'{k}={v}' for k, v in os.environ.items()))"
+    )
+    folder = tmp_path / "class" / "spy" / A1
+    shutil.copytree(subs / "full-marks" / A1, folder)
+    nb = nbformat.read(folder / f"{A1}.ipynb", as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell(spy))
+    nbformat.write(nb, folder / f"{A1}.ipynb")
+    again = grading.grade(
+        A1, tmp_path / "class", course, out=tmp_path / "out", limits=LIMITS, progress=False
+    )
+    assert outcome(again, "spy").score == MAX
+    ran = (course / "autograded" / "spy" / A1 / f"{A1}.ipynb").read_text()
+    assert secret not in ran
+    assert f"KEY {student_key(secret.encode(), 'spy', A1)}" in ran
+    assert "NOT READ" in ran  # the course folder is hidden

@@ -368,3 +368,150 @@ def test_run_isolated_records_what_stopped_each_call_and_goes_on():
         outputs.run_isolated(calls[:2], late)
         == [{"stopped": "not run: the notebook's time limit was reached"}] * 2
     )
+
+
+def test_a_reference_call_caught_by_the_student_is_still_recorded():
+    import importlib
+
+    a1 = "a1_convolution"
+    own = _namespace("solutions", a1)["conv2d_forward"]
+
+    def sneaky(x, w, b, stride=1, padding=0):
+        try:
+            kit = importlib.import_module("cnn_core")
+            return kit.conv2d_forward(x, w, b, stride=stride, padding=padding)
+        except Exception:
+            return own(x, w, b, stride=stride, padding=padding)
+
+    payload = json.loads(
+        json.dumps({"checks": outputs.results(_with(a1, conv2d_forward=sneaky), a1, "alice")})
+    )
+    assert outputs.score_outputs(a1, "alice", payload, "")["test_conv2d_forward"] == (1.0, [])
+    # conv2d_backward's check builds its cache with the student's forward pass: tried there too
+    assert outputs.reference_attempts(a1, payload) == {
+        "test_conv2d_forward": ["conv2d_forward"],
+        "test_conv2d_backward": ["conv2d_forward"],
+    }
+
+
+CONV_CHECKS = [
+    "test_conv2d_forward_naive",
+    "test_im2col",
+    "test_conv2d_forward",
+    "test_col2im",
+    "test_conv2d_backward",
+]
+
+
+def _conv_kinds(case: outputs.Case) -> set[str]:
+    a = case.args
+    N, _, H, W = a["x"].shape
+    return {
+        f"batch {'1' if N == 1 else '>1'}",
+        f"stride {'1' if a['S'] == 1 else '>1'}",
+        f"padding {'0' if a['P'] == 0 else '>0'}",
+        *(["non-square input"] if H != W else []),
+        *(["non-square filter"] if a["KH"] != a["KW"] else []),
+        a["x"].dtype.name,
+    }
+
+
+@pytest.mark.parametrize("grade_id", CONV_CHECKS)
+def test_every_student_draws_every_kind_of_convolution_case(grade_id):
+    """No student can miss the padding-0 case where cropping with [pad:-pad] goes wrong, nor any
+    other kind a correct convolution must handle."""
+    every = {"batch 1", "batch >1", "stride 1", "stride >1", "padding 0", "padding >0"}
+    every |= {"non-square input", "non-square filter", "float32", "float64"}
+    for i in range(300):
+        cases = _cases("a1_convolution", grade_id, f"student-{i}")
+        kinds = set().union(*map(_conv_kinds, cases))
+        assert every <= kinds, (f"student-{i}", every - kinds)
+
+
+def test_every_student_draws_every_kind_of_1d_case():
+    for i in range(300):
+        cases = _cases("a1_convolution", "test_conv1d", f"student-{i}")
+        pairs = {(c.args["S"] > 1, c.args["P"] > 0) for c in cases}
+        assert {(False, False), (True, False), (True, True)} <= pairs
+        assert {c.args["x"].dtype.name for c in cases} == {"float32", "float64"}
+
+
+def test_a_gradient_cropped_with_pad_minus_pad_loses_points_for_every_student():
+    """The most common real bug: dx = dx_padded[:, :, pad:-pad, pad:-pad], empty when pad = 0."""
+    a1 = "a1_convolution"
+    solution = _namespace("solutions", a1)["conv2d_backward"]
+
+    def cropped(dout, cache):
+        dx, dw, db = solution(dout, cache)
+        pad = cache[4] if isinstance(cache, tuple) and len(cache) > 4 else 0
+        if pad == 0:  # what [pad:-pad] of the padded gradient gives: nothing
+            dx = dx[:, :, 0:0, 0:0]
+        return dx, dw, db
+
+    for student in ("alice", "bob", "carol", "dave", "erin"):
+        fraction, _ = _score(_with(a1, conv2d_backward=cropped), a1, student)[
+            "test_conv2d_backward"
+        ]
+        assert fraction < 1, student
+
+
+def _pairs(v, default):
+    v = default if v is None else v
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def test_every_student_draws_overlapping_windows_and_tied_maxima_for_max_pooling():
+    """Where real max-pool backward passes go wrong: `=` instead of `+=` where windows overlap,
+    and a gradient sent to every tied maximum."""
+    for i in range(100):
+        overlapping = tied = False
+        for case in _cases("a2_pooling_dropout", "test_maxpool_backward", f"student-{i}"):
+            (kh, kw), (sh, sw) = (
+                _pairs(case.args["k"], None),
+                _pairs(case.args["s"], case.args["k"]),
+            )
+            overlapping |= sh < kh or sw < kw
+            x = case.args["x"]
+            windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+            windows = windows[:, :, ::sh, ::sw].reshape(*windows.shape[:2], -1, kh * kw)
+            tied |= bool(np.any((windows == windows.max(axis=-1, keepdims=True)).sum(-1) > 1))
+        assert overlapping and tied, f"student-{i}"
+
+
+def test_a_lookup_table_precomputed_from_the_public_generators_earns_nothing():
+    """A student computes their own cases with the public generators and the reference's
+    answers at home, and hands in a table of them: with the course's secret, the graded cases
+    are others, so the table scores what the function without it scores."""
+    from cnn_core import functional as ref
+
+    a1, student = "a1_convolution", "mallory"
+    table = {}
+    for case in _cases(a1, "test_conv2d_forward", student):  # no key: what anyone can draw
+        a = case.args
+        table[a["x"].tobytes()] = ref.conv2d_forward(a["x"], a["w"], a["b"], a["S"], a["P"])[0]
+
+    def looked_up(x, w, b, stride=1, padding=0):
+        if x.tobytes() in table:
+            return table[x.tobytes()], None
+        N, _, H, W = x.shape
+        OH, OW = (
+            (H + 2 * padding - w.shape[2]) // stride + 1,
+            (W + 2 * padding - w.shape[3]) // stride + 1,
+        )
+        return np.zeros((N, w.shape[0], OH, OW), x.dtype), None
+
+    def graded(key: str) -> float:
+        ns = _with(a1, conv2d_forward=looked_up)
+        payload = json.loads(json.dumps({"checks": outputs.results(ns, a1, student, key=key)}))
+        return outputs.score_outputs(a1, student, payload, "", key)["test_conv2d_forward"][0]
+
+    assert graded("") == 1.0  # without a secret the table would pass
+    assert graded("a key derived from the course's secret") == 0.0
+
+
+def test_a_call_that_raises_in_its_fork_ends_that_fork_only():
+    def broken():
+        raise RuntimeError("not a dict")  # a grader bug, not the student's: it must not escape
+
+    got = outputs.run_isolated([broken, lambda: {"n": 1}], outputs.Budget(seconds=5))
+    assert got == [{"stopped": "ended its process (exit status 0)"}, {"n": 1}]

@@ -111,7 +111,7 @@ def test_csv_rows_sorted_by_student_with_scores_flags_and_item_points(tmp_path: 
     path = report.write_grades_csv(tmp_path / "grades.csv", A, ITEMS, everyone(), standings)
     rows = read_csv(path)
     assert rows[1:] == [
-        ["alice", A, "5.5", "6.5", "graded", "", "2026-12-06T14:30:00", "5400.5", "1.5"]
+        ["alice", A, "5.5", "6.5", "graded", "", "2026-12-06T14:30:00Z", "5400.5", "1.5"]
         + ["3", "1.5", "1"],
         # invalid: no item results, yet the assignment's max_score; not in the gradebook
         ["bob", A, "0", "6.5", "invalid", "", "", "", "", "", "", ""],
@@ -216,11 +216,11 @@ def test_feedback_titles_tasks_and_gives_marks_comments_lateness_and_the_total(
         ["Late penalty", "−2"],
     ]
     text = "".join(page.text)
-    assert "Total: 5 / 11.5" in text  # 5.5 + 1.5 - 2
+    assert "Total so far: 5 / 11.5" in text  # 5.5 + 1.5 - 2, with one answer still to mark
     assert "Submitted 2026-12-06 14:30:05 UTC, 3 h 2 min after the due date." in text
     assert ["Task 5.2: conv2d_backward\nconv_backward", "1.5 / 2.5"] == page.rows[5][:2]
     assert ["Question 2.3\nq1", "1.5 / 2", "Say why <b>shared</b> weights help."] in page.rows
-    assert ["q2", "not graded yet / 3", "No response."] in page.rows
+    assert ["q2", "– / 3", "not graded yet\nNo response."] in page.rows
     assert "&lt;b&gt;shared" in raw
 
 

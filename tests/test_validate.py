@@ -37,6 +37,7 @@ def test_the_release_lists_each_failing_test_with_its_error(tmp_path, capsys):
     assert main(["validate", write(tmp_path, released())]) == 1
     out = capsys.readouterr().out
     assert "Visible tests: 0 of 16 pass." in out
+    assert "Written answers still as released (they score 0): answer_dense, answer_stack" in out
     assert (
         "test_conv2d_backward: NotImplementedError" in out
         or "test_conv2d_backward: NameError" in out
@@ -76,3 +77,14 @@ def test_a_notebook_that_cannot_be_validated_says_why(tmp_path, capsys, name, co
         path.write_text(content)
     assert main(["validate", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_cell_that_hangs_is_named_and_would_be_flagged(tmp_path, capsys):
+    answers = next(iter(independent(A1).values()))
+    nb = filled(answers, released())
+    nb.cells.insert(5, nbformat.v4.new_code_cell("while True:\n    pass"))
+    assert main(["validate", write(tmp_path, nb), "--timeout", "3"]) == 1
+    captured = capsys.readouterr()
+    assert "The grader would flag:" in captured.out
+    assert "cell 6 (`while True:`) ran past the 3 s cell limit" in captured.out
+    assert "Traceback" not in captured.err  # the stopped kernel's complaints are not the student's

@@ -16,7 +16,8 @@ DTYPES = (np.float64, np.float32)
 
 
 def _conv_geometry(rng: np.random.Generator, fixed: dict, t: int, max_k: int = 5) -> dict:
-    """Shapes, stride and padding of one convolution case; `fixed` overrides drawn values."""
+    """Shapes, stride and padding of one convolution case; `fixed` overrides drawn values, and
+    `fixed["oblong"]` makes both the input and the filter non-square."""
     g = {
         "dtype": DTYPES[t % 2],
         "N": fixed.get("N", int(rng.integers(1, 4))),
@@ -27,8 +28,13 @@ def _conv_geometry(rng: np.random.Generator, fixed: dict, t: int, max_k: int = 5
         "S": fixed.get("S", int(rng.integers(1, 4))),
         "P": fixed.get("P", int(rng.integers(0, 3))),
     }
+    if fixed.get("oblong") and g["W"] == g["H"]:
+        g["W"] = g["H"] + int(rng.integers(1, 4))
     g["KH"] = int(rng.integers(1, min(max_k, g["H"] + 2 * g["P"]) + 1))
-    g["KW"] = int(rng.integers(1, min(max_k, g["W"] + 2 * g["P"]) + 1))
+    widths = range(1, min(max_k, g["W"] + 2 * g["P"]) + 1)
+    if fixed.get("oblong"):
+        widths = [k for k in widths if k != g["KH"]]
+    g["KW"] = int(rng.choice(widths))
     g["OH"] = (g["H"] + 2 * g["P"] - g["KH"]) // g["S"] + 1
     g["OW"] = (g["W"] + 2 * g["P"] - g["KW"]) // g["S"] + 1
     return g
@@ -41,7 +47,18 @@ def _conv_label(g: dict) -> str:
     )
 
 
-FIXED_2D = ({"N": 1}, {"S": 3}, {"S": 2, "P": 2}, {"P": 1}, {}, {})
+# Every student's six cases hold each kind of case a correct convolution must get right (real
+# bugs live there: a gradient cropped with [pad:-pad] is empty when the padding is 0): batch 1
+# and more, stride 1 and more, padding 0 and more, a non-square input and filter, float64 and float32
+# (alternately); the rest is drawn.
+FIXED_2D = (
+    {"N": 1, "S": 1, "P": 0},
+    {"S": 3, "P": 0},
+    {"N": 3, "S": 2, "P": 2},
+    {"S": 1, "P": 1, "oblong": True},
+    {"P": 0, "oblong": True},
+    {},
+)
 
 
 def _conv_cases(rng: np.random.Generator) -> list[Case]:
@@ -67,7 +84,9 @@ def _conv1d_cases(rng: np.random.Generator) -> list[Case]:
     cases = []
     for t in range(6):
         dtype = DTYPES[t % 2]
-        S, P = (3, 2) if t == 0 else (int(rng.integers(1, 4)), int(rng.integers(0, 3)))
+        # stride 3 with padding 2, stride 1 without padding, stride 2 without padding, then drawn
+        drawn = (int(rng.integers(1, 4)), int(rng.integers(0, 3)))
+        S, P = {0: (3, 2), 1: (1, 0), 2: (2, 0)}.get(t, drawn)
         L = int(rng.integers(4, 16))
         K = int(rng.integers(1, min(5, L + 2 * P) + 1))
         args = {
