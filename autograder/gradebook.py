@@ -69,6 +69,7 @@ class Standing:
     seconds_late: float = 0.0
     late_penalty: float = 0.0  # points taken off the whole submission
     written: list[WrittenAnswer] = field(default_factory=list)
+    due: datetime | None = None  # UTC: the assignment's due date, with the student's extension
 
 
 def db_url(course: Path) -> str:
@@ -264,6 +265,7 @@ def standings(
                 float(submission.total_seconds_late),
                 float(submission.late_submission_penalty or 0.0),
                 written,
+                submission.duedate,
             )
     return found
 

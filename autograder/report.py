@@ -195,6 +195,8 @@ def _totals_html(items: list[Item], outcome: Outcome, standing: Standing) -> lis
         late = standing.seconds_late > 0
         if late:
             when += f", {duration(standing.seconds_late)} after the due date"
+        if standing.due is not None:
+            when += f" (due {standing.due:%Y-%m-%d %H:%M:%S} UTC)"
         lines.append(f'<p class="{"late" if late else "when"}">{when}.</p>')
     return lines
 

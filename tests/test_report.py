@@ -202,6 +202,7 @@ def test_feedback_titles_tasks_and_gives_marks_comments_lateness_and_the_total(
     standing = Standing(
         timestamp=datetime(2026, 12, 6, 14, 30, 5),
         seconds_late=3 * 3600 + 120,
+        due=datetime(2026, 12, 6, 11, 28, 5),
         late_penalty=2.0,
         written=[
             WrittenAnswer("q1", "a1_convolution", 1.5, 2.0, "Say why <b>shared</b> weights help."),
@@ -217,7 +218,10 @@ def test_feedback_titles_tasks_and_gives_marks_comments_lateness_and_the_total(
     ]
     text = "".join(page.text)
     assert "Total so far: 5 / 11.5" in text  # 5.5 + 1.5 - 2, with one answer still to mark
-    assert "Submitted 2026-12-06 14:30:05 UTC, 3 h 2 min after the due date." in text
+    assert (
+        "Submitted 2026-12-06 14:30:05 UTC, 3 h 2 min after the due date "
+        "(due 2026-12-06 11:28:05 UTC)." in text
+    )
     assert ["Task 5.2: conv2d_backward\nconv_backward", "1.5 / 2.5"] == page.rows[5][:2]
     assert ["Question 2.3\nq1", "1.5 / 2", "Say why <b>shared</b> weights help."] in page.rows
     assert ["q2", "– / 3", "not graded yet\nNo response."] in page.rows
