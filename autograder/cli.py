@@ -8,6 +8,7 @@ cnnkit release       generate student versions of assignments and prove them
 cnnkit grade         grade a class's submissions of one assignment
 cnnkit feedback      write the students' feedback again with the graders' marks and comments
 cnnkit validate      before submitting: what the grader would flag, and which tests fail
+cnnkit export        an assignment's totals for Canvas, Moodle or as CSV
 """
 
 from __future__ import annotations
@@ -278,6 +279,31 @@ def feedback_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_cmd(args: argparse.Namespace) -> int:
+    """Write an assignment's totals for an LMS; report students that could not be matched."""
+    from autograder.lms import ExportError, export
+
+    course = Path(args.course).resolve()
+    out = Path(args.out) if args.out else course / "grades" / args.assignment / f"{args.format}.csv"
+    try:
+        done = export(
+            course,
+            args.assignment,
+            args.format,
+            out,
+            args.roster,
+            args.lms_assignment_id,
+            args.force,
+        )
+    except ExportError as err:
+        print(f"cnnkit export: {err}", file=sys.stderr)
+        return 1
+    print(f"{done.rows} students written to {done.path}")
+    for problem in done.problems:
+        print(f"not matched: {problem}", file=sys.stderr)
+    return 1 if done.problems else 0
+
+
 def validate_cmd(args: argparse.Namespace) -> int:
     """Check a notebook before submitting it; 0 when nothing would be flagged or fail."""
     from autograder.validate import ValidateError, describe, validate
@@ -394,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="cnnkit grade's output folder (default: <course>/grades/<assignment>)"
     )
     p.set_defaults(func=feedback_cmd)
+    p = sub.add_parser("export", help="an assignment's totals for Canvas, Moodle or as CSV")
+    p.add_argument("assignment", help="e.g. a1_convolution")
+    p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    p.add_argument("--format", choices=["canvas", "moodle", "csv"], default="csv")
+    p.add_argument("--roster", help="CSV: student_id and the LMS's name, lms_id, sis_id, ...")
+    p.add_argument("--lms-assignment-id", default="", help="Canvas's id of the assignment")
+    p.add_argument("--out", help="default: <course>/grades/<assignment>/<format>.csv")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=export_cmd)
     p = sub.add_parser(
         "validate", help="before submitting: what the grader would flag, and which tests fail"
     )

@@ -427,3 +427,39 @@ def test_a_run_is_given_the_student_s_key_and_never_the_course_s_secret(graded, 
     assert secret not in ran
     assert f"KEY {student_key(secret.encode(), 'spy', A1)}" in ran
     assert "NOT READ" in ran  # the course folder is hidden
+
+
+def test_lms_exports_carry_the_totals_and_report_unmatched_students(graded, tmp_path, capsys):
+    course, _, batch = graded
+    with open(batch.out / "grades.csv", newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    ids = sorted(rows)
+    roster = tmp_path / "roster.csv"
+    with open(roster, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student_id", "name", "lms_id", "sis_id", "section", "email", "id_number"])
+        for sid in [*ids[1:], "ghost"]:  # the first student is missing, a ghost is added
+            writer.writerow(
+                [sid, f"Name {sid}", f"L-{sid}", f"S-{sid}", "A", f"{sid}@uni", f"N-{sid}"]
+            )
+    common = ["--course", str(course), "--roster", str(roster)]
+    canvas, moodle = tmp_path / "canvas.csv", tmp_path / "moodle.csv"
+    args = ["export", A1, *common, "--format", "canvas", "--out", str(canvas)]
+    assert main([*args, "--lms-assignment-id", "4242"]) == 1  # unmatched students: exit 1
+    err = capsys.readouterr().err
+    assert f"{ids[0]}: graded, but not in the roster" in err
+    assert "ghost: in the roster, but no submission in the gradebook" in err
+    lines = list(csv.reader(canvas.open()))
+    assert lines[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", f"{A1} (4242)"]
+    assert lines[1] == ["Points Possible", "", "", "", "", "45"]  # 38 autograded, 7 written
+    by_lms = {line[1]: line[5] for line in lines[2:]}
+    for sid in ids[1:]:  # no marks or penalties yet: the totals are grades.csv's scores
+        assert float(by_lms[f"L-{sid}"]) == float(rows[sid]["score"]), sid
+    assert by_lms["L-ghost"] == ""
+    assert main(["export", A1, *common, "--format", "moodle", "--out", str(moodle)]) == 1
+    lines = list(csv.reader(moodle.open()))
+    assert lines[0] == ["ID number", "Email address", A1]
+    by_number = {line[0]: line[2] for line in lines[1:]}
+    assert all(float(by_number[f"N-{sid}"]) == float(rows[sid]["score"]) for sid in ids[1:])
+    assert main(["export", A1, *common, "--format", "moodle", "--out", str(moodle)]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err

@@ -256,3 +256,18 @@ def test_a_regrade_keeps_the_graders_marks_and_comments(cycle):
     (dense,) = [w for w in again.standings["alice"].written if w.grade_id == "answer_dense"]
     assert (dense.points, dense.comment) == (MARK, COMMENT)
     assert again.standings[LATE].late_penalty == 3.0
+
+
+@needs_faketime
+def test_the_lms_export_totals_are_nbgrader_s_with_marks_and_penalties(cycle, tmp_path):
+    course = cycle[0]
+    out = tmp_path / "totals.csv"
+    assert main(["export", A1, "--course", str(course), "--format", "csv", "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        ours = {r["student_id"]: r for r in csv.DictReader(f)}
+    with open(course / "grades.csv", newline="") as f:  # nbgrader export's, made by the fixture
+        theirs = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert set(ours) == set(STUDENTS)
+    for student in STUDENTS:
+        assert float(ours[student]["total"]) == pytest.approx(float(theirs[student]["score"]))
+    assert float(ours[LATE]["late_penalty"]) == 3.0
