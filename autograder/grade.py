@@ -319,12 +319,15 @@ def _gid(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
-def grade_submission(setup: Setup, sub: Submission, workroot: Path) -> Outcome:
-    """Grade one student's submission; never raises for anything the submission does."""
+def grade_submission(
+    setup: Setup, sub: Submission, workroot: Path, static: list[FlagNote] | None = None
+) -> Outcome:
+    """Grade one student's submission; never raises for anything the submission does.
+    `static`: its static checks' flags, when the caller has them already."""
     if sub.status != "ok":
         return _not_graded(setup, sub, "invalid", sub.reason)
     books = [_read(setup, sub, name) for name in setup.notebooks]
-    flags = _static_flags(setup, books)
+    flags = list(static) if static is not None else _static_flags(setup, books)
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
     for book in books:
@@ -904,7 +907,11 @@ def _run_batch(
         total=len(todo), desc=f"grading {setup.assignment}", unit="sub", disable=not progress
     )
     with bar, _executor(workers, scheduler) as (submit, completed):
-        for outcome in completed([submit(grade_task, setup, s) for s in todo]):
+        # CPython 3.11's parser is not thread-safe against other compiles (numba's generated
+        # code among them): the static checks of the whole batch run here, before any worker
+        static = {s.student_id: _static_before(setup, s) for s in todo}
+        tasks = [submit(grade_task, setup, s, static[s.student_id]) for s in todo]
+        for outcome in completed(tasks):
             if not unsafe_id_problem(outcome.student_id):  # its id cannot name a file
                 outcome.save(out / RESULTS)
             done[outcome.student_id] = outcome
@@ -938,13 +945,24 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Callable, C
         )
 
 
-def grade_task(setup: Setup, sub: Submission) -> Outcome:
+def _static_before(setup: Setup, sub: Submission) -> list[FlagNote] | None:
+    """The static checks' flags of `sub`, or None (its task then runs them) when it cannot be
+    read here."""
+    if sub.status != "ok":
+        return None
+    try:
+        return _static_flags(setup, [_read(setup, sub, name) for name in setup.notebooks])
+    except Exception:  # the task reports whatever this was, on the student's row
+        return None
+
+
+def grade_task(setup: Setup, sub: Submission, static: list[FlagNote] | None = None) -> Outcome:
     """Grade one submission wherever this runs (a local thread or a Dask worker), in a fresh
     work folder of its own; a failure of the grader itself becomes a "crashed" row."""
     workroot = Path(tempfile.mkdtemp(prefix="cnnkit-grade-"))
     try:
         workroot.chmod(0o711)  # the sandbox may pass through, not list it
-        return grade_submission(setup, sub, workroot)
+        return grade_submission(setup, sub, workroot, static)
     except Exception as exc:  # a grader bug must not stop the batch: report it on the row
         why = f"the grader failed: {type(exc).__name__}: {exc}"
         return _not_graded(setup, sub, "crashed", why)
