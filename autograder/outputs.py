@@ -222,6 +222,7 @@ def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
     """One case's encoded outputs or error, and the kit's forbidden ops it called, if any (the
     student's code may have caught the error and gone on)."""
     before = len(_guard.attempts())
+    digest = case_digest(case)  # before the student's code, which may change its inputs in place
     try:
         with no_reference(*check.forbid):
             outputs = check.run(namespace, case)
@@ -229,7 +230,7 @@ def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the student's too
         result = {"error": _describe(exc)}
     tried = sorted(set(_guard.attempts()[before:]))
-    return result | {"case": case_digest(case)} | ({"reference_use": tried} if tried else {})
+    return result | {"case": digest} | ({"reference_use": tried} if tried else {})
 
 
 def case_digest(case: Case) -> str:
@@ -409,9 +410,8 @@ def reference_attempts(assignment: str, payload: dict | None) -> dict[str, list[
         }
         if ops:
             found[str(grade_id)[:100]] = sorted(ops)
-    return {
-        gid: ops for gid, ops in found.items() if gid in {c.grade_id for c in checks(assignment)}
-    }
+    known = {c.grade_id for c in checks(assignment)}
+    return {gid: ops for gid, ops in found.items() if gid in known}
 
 
 def exported(payload: dict | None, name: str) -> dict[str, np.ndarray] | str:
