@@ -1,9 +1,11 @@
 """Output checks: the student's functions called on hidden per-student inputs inside the sandbox,
 their results compared with `cnn_core` in the grader's own process.
 
-The notebook's hidden tests run in the student's kernel, where a patched numpy, checker or
-reference op could make a wrong answer pass. Output checks do not trust that kernel with
-anything but producing outputs:
+Each check is the one definition of a hidden test. The source notebook's hidden block is a call
+of `hidden_test`, which runs the check in the kernel and judges it there: that is how plain
+`nbgrader autograde` grades. But in the kernel a patched numpy, checker or reference op could make
+a wrong answer pass, so `cnnkit grade` does not trust the kernel with anything but producing
+outputs:
 
 - In the kernel, a cell the grader appends after the student's notebook calls `harvest`, which
   draws each check's cases, calls the student's functions under `grading.no_reference` and
@@ -218,16 +220,22 @@ def results(
     return found
 
 
-def _run_case(check: Check, namespace: Mapping[str, Any], case: Case) -> dict:
+def _run_case(
+    check: Check,
+    namespace: Mapping[str, Any],
+    case: Case,
+    catch: type[BaseException] = BaseException,
+) -> dict:
     """One case's encoded outputs or error, and the kit's forbidden ops it called, if any (the
-    student's code may have caught the error and gone on)."""
+    student's code may have caught the error and gone on). `catch`: the exceptions recorded as
+    the case's error; in a fork every one is, SystemExit and KeyboardInterrupt included."""
     before = len(_guard.attempts())
     digest = case_digest(case)  # before the student's code, which may change its inputs in place
     try:
         with no_reference(*check.forbid):
             outputs = check.run(namespace, case)
         result = {"outputs": {name: _encode(value) for name, value in outputs.items()}}
-    except BaseException as exc:  # SystemExit and KeyboardInterrupt are the student's too
+    except catch as exc:
         result = {"error": _describe(exc)}
     tried = sorted(set(_guard.attempts()[before:]))
     return result | {"case": digest} | ({"reference_use": tried} if tried else {})
@@ -373,6 +381,44 @@ def _encode(value: Any) -> dict:
     return {"type": type(value).__name__}
 
 
+def hidden_test(namespace: Mapping[str, Any], assignment: str, grade_id: str) -> None:
+    """The hidden part of a notebook's test cell, where plain `nbgrader autograde` grades: the
+    check `grade_id` of `assignment` run in this kernel on the graded student's cases (drawn as
+    `cnnkit grade` draws them) and judged here as the grader judges them. Raises AssertionError
+    with the grader's messages when a case fails or the code called a reference op the check
+    forbids; prints nothing otherwise.
+
+        from autograder.outputs import hidden_test
+        hidden_test(globals(), "a1_convolution", "test_conv2d_backward")
+    """
+    check = find_check(assignment, grade_id)
+    rng = functools.partial(case_rng, student_id(), assignment, grade_id, case_key())
+    names = _Names(namespace)
+    # the student's code may write into its inputs: judge each result on a fresh draw
+    results = [_run_case(check, names, case, catch=Exception) for case in check.cases(rng())]
+    problems = [_judge(check, case, r) for case, r in zip(check.cases(rng()), results, strict=True)]
+    tried = sorted({op for r in results for op in r.get("reference_use", [])})
+    messages = _messages(check, problems)
+    if tried:
+        messages.insert(
+            0, f"{check.what}: called the kit's {', '.join(tried)}, which this test forbids"
+        )
+    if messages:
+        raise AssertionError("\n".join(messages))
+
+
+def find_check(assignment: str, grade_id: str) -> Check:
+    """The check of `assignment` that scores the test cell `grade_id`; LookupError naming the
+    ones there are when it has none."""
+    found = {c.grade_id: c for c in checks(assignment)}
+    if grade_id not in found:
+        raise LookupError(
+            f"{assignment} has no output check {grade_id!r}; its checks: "
+            + (", ".join(found) or "none")
+        )
+    return found[grade_id]
+
+
 # --------------------------------------------------------------------------- grader side
 
 
@@ -443,16 +489,22 @@ def score_outputs(
             scores[check.grade_id] = (0.0, [f"{check.what}: not checked: {failure}"])
             continue
         problems = [_judge(check, case, result) for case, result in zip(cases, got, strict=True)]
-        failed = sorted((p for p in problems if p), key=lambda p: HINT not in p)
-        messages = failed[:MAX_MESSAGES]
-        if len(failed) > MAX_MESSAGES:
-            messages.append(f"... and {len(failed) - MAX_MESSAGES} more failing cases")
-        if failed:
-            messages.append(
-                f"{check.what}: {len(cases) - len(failed)} of {len(cases)} cases passed"
-            )
-        scores[check.grade_id] = (1 - len(failed) / len(cases), messages)
+        passed = sum(not p for p in problems) / len(cases)
+        scores[check.grade_id] = (passed, _messages(check, problems))
     return scores
+
+
+def _messages(check: Check, problems: list[str]) -> list[str]:
+    """What the feedback says of a check whose cases gave `problems` ("" for a case that
+    passed): the failures with a likely cause first, MAX_MESSAGES of them, and the count."""
+    failed = sorted((p for p in problems if p), key=lambda p: HINT not in p)
+    if not failed:
+        return []
+    messages = failed[:MAX_MESSAGES]
+    if len(failed) > MAX_MESSAGES:
+        messages.append(f"... and {len(failed) - MAX_MESSAGES} more failing cases")
+    passed = len(problems) - len(failed)
+    return messages + [f"{check.what}: {passed} of {len(problems)} cases passed"]
 
 
 def _judge(check: Check, case: Case, result: Any) -> str:

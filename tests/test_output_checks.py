@@ -528,3 +528,83 @@ def test_a_function_that_changes_its_input_in_place_is_still_checked_on_its_case
 
     fraction, messages = _score(_with(a1, conv2d_forward=in_place), a1)["test_conv2d_forward"]
     assert (fraction, messages) == (1.0, [])
+
+
+# --------------------------------------------------------------------------- one definition
+
+
+HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.DOTALL)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_hidden_block_is_one_call_of_its_check(assignment):
+    """A hidden test is written once, as a check: the notebook's hidden block only calls it, so
+    the two cannot drift and nbgrader's feedback could reveal nothing but the call."""
+    blocks = {
+        _meta(c)["grade_id"]: HIDDEN_BLOCK.findall(c.source)
+        for c in _notebook("solutions", assignment).cells
+        if _meta(c).get("grade") and not _meta(c).get("solution")
+    }
+    assert set(blocks) == set(_checks(assignment))
+    for grade_id, found in blocks.items():
+        call = f'hidden_test(globals(), "{assignment}", "{grade_id}")'
+        assert found == [f"from autograder.outputs import hidden_test\n\n{call}\n"], grade_id
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hidden_tests_pass_the_solution_in_the_kernel(assignment, monkeypatch):
+    monkeypatch.setenv("CNNKIT_STUDENT_ID", "alice")
+    ns = _namespace("solutions", assignment)
+    for grade_id in _checks(assignment):
+        outputs.hidden_test(ns, assignment, grade_id)
+
+
+def test_a_hidden_test_in_the_kernel_fails_as_the_grader_scores(monkeypatch):
+    """Plain nbgrader and cnnkit grade judge one student's cases alike, with the same messages."""
+    a1 = "a1_convolution"
+    solution = _namespace("solutions", a1)["conv2d_backward"]
+
+    def cropped(dout, cache):
+        dx, dw, db = solution(dout, cache)
+        return (dx[:, :, 0:0, 0:0] if cache[4] == 0 else dx), dw, db
+
+    monkeypatch.setenv("CNNKIT_STUDENT_ID", "bob")
+    ns = _with(a1, conv2d_backward=cropped)
+    _, messages = _score(ns, a1, "bob")["test_conv2d_backward"]
+    with pytest.raises(AssertionError) as raised:
+        outputs.hidden_test(ns, a1, "test_conv2d_backward")
+    assert str(raised.value) == "\n".join(messages)
+    assert "padding 0" in str(raised.value) and "cases passed" in messages[-1]
+
+
+def test_a_hidden_test_in_the_kernel_fails_a_caught_reference_call():
+    import importlib
+
+    a1 = "a1_convolution"
+    own = _namespace("solutions", a1)["conv2d_forward"]
+
+    def sneaky(x, w, b, stride=1, padding=0):
+        try:
+            return importlib.import_module("cnn_core").conv2d_forward(x, w, b, stride, padding)
+        except Exception:
+            return own(x, w, b, stride=stride, padding=padding)
+
+    with pytest.raises(AssertionError, match="called the kit's conv2d_forward"):
+        outputs.hidden_test(_with(a1, conv2d_forward=sneaky), a1, "test_conv2d_forward")
+
+
+def test_a_hidden_test_judges_each_result_on_the_case_as_drawn():
+    a1 = "a1_convolution"
+    own = _namespace("solutions", a1)["conv2d_forward"]
+
+    def in_place(x, w, b, stride=1, padding=0):
+        out = own(x, w, b, stride=stride, padding=padding)
+        x[...] = 0
+        return out
+
+    outputs.hidden_test(_with(a1, conv2d_forward=in_place), a1, "test_conv2d_forward")
+
+
+def test_a_hidden_test_of_an_unknown_check_names_the_known_ones():
+    with pytest.raises(LookupError, match="no output check 'test_nope'.*test_conv2d_backward"):
+        outputs.hidden_test({}, "a1_convolution", "test_nope")

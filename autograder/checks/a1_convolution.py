@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from autograder.checks.common import answers, first, returns
 from autograder.outputs import Case, Check
 from cnn_core import arith, zoo
 from cnn_core import functional as ref
@@ -147,42 +148,13 @@ def _col2im_expected(case: Case) -> dict:
     return {"x": dx}
 
 
-def _triple(value: Any, what: str) -> tuple:
-    if not (isinstance(value, tuple) and len(value) == 3):
-        raise TypeError(f"{what} should return a tuple (dx, dw, db), got {type(value).__name__}")
-    return value
-
-
 def _conv_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
     a = case.args
     result = ns["conv2d_forward"](a["x"], a["w"], a["b"], stride=a["S"], padding=a["P"])
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise TypeError("conv2d_forward should return a tuple (out, cache)")
-    dx, dw, db = _triple(ns["conv2d_backward"](a["dout"], result[1]), "conv2d_backward")
+    result = returns(result, 2, "conv2d_forward", "(out, cache)")
+    grads = ns["conv2d_backward"](a["dout"], result[1])
+    dx, dw, db = returns(grads, 3, "conv2d_backward", "(dx, dw, db)")
     return {"dx": dx, "dw": dw, "db": db}
-
-
-def _first(value: Any, what: str) -> Any:
-    if not (isinstance(value, tuple) and len(value) == 2):
-        raise TypeError(f"{what} should return a tuple (out, cache), got {type(value).__name__}")
-    return value[0]
-
-
-def _answers(
-    grade_id: str, expected: dict[str, Callable[[], Any]], atol: dict[str, float] | None = None
-) -> Check:
-    """A check of answers the notebook stores in variables: each variable is one case, compared
-    exactly or, for a variable named in `atol`, within that absolute tolerance."""
-    atol = atol or {}
-    names = list(expected)
-    return Check(
-        grade_id=grade_id,
-        what="answers",
-        cases=lambda rng: [Case({"name": n, "atol": atol.get(n)}, n) for n in names],
-        run=lambda ns, case: {case.args["name"]: ns[case.args["name"]]},
-        expected=lambda case: {case.args["name"]: expected[case.args["name"]]()},
-        exact_dtype=False,
-    )
 
 
 def _hand_1d(stride: int, padding: int) -> Callable[[], np.ndarray]:
@@ -213,9 +185,9 @@ CONV_FORBID = ("conv2d_forward", "conv2d_backward", "im2col")
 # seconds a cell may run when graded: every cell of the solution takes well under one
 CELL_TIMEOUT = 60.0
 CHECKS = [
-    _answers("test_1d_valid", {"y_valid": _hand_1d(1, 0)}),
-    _answers("test_1d_stride2", {"y_stride2": _hand_1d(2, 0)}),
-    _answers("test_1d_pad1", {"y_pad1": _hand_1d(1, 1)}),
+    answers("test_1d_valid", {"y_valid": _hand_1d(1, 0)}),
+    answers("test_1d_stride2", {"y_stride2": _hand_1d(2, 0)}),
+    answers("test_1d_pad1", {"y_pad1": _hand_1d(1, 1)}),
     Check(
         "test_conv1d",
         "conv1d",
@@ -237,7 +209,7 @@ CHECKS = [
         },
         lambda c: {"n": arith.conv_output_size(c.args["n"], c.args["k"], c.args["S"], c.args["P"])},
     ),
-    _answers(
+    answers(
         "test_dense",
         {
             "conv_params": lambda: arith.conv_params(3, 6, 5),
@@ -279,7 +251,7 @@ CHECKS = [
         "conv2d_forward",
         _conv_cases,
         lambda ns, c: {
-            "out": _first(
+            "out": first(
                 ns["conv2d_forward"](
                     c.args["x"], c.args["w"], c.args["b"], stride=c.args["S"], padding=c.args["P"]
                 ),
@@ -314,7 +286,7 @@ CHECKS = [
         _conv_backward_expected,
         forbid=CONV_FORBID,
     ),
-    _answers(
+    answers(
         "test_lenet",
         {
             "lenet_c1_shape": _row("lenet5", "C1", "output_shape"),
@@ -324,7 +296,7 @@ CHECKS = [
             "lenet_f6_params": _row("lenet5", "F6", "params"),
         },
     ),
-    _answers(
+    answers(
         "test_alexnet",
         {
             "alexnet_conv1_shape": _row("alexnet", "conv1", "output_shape"),
@@ -336,7 +308,7 @@ CHECKS = [
         },
         atol={"alexnet_fc_fraction": 1e-3},
     ),
-    _answers(
+    answers(
         "test_vgg",
         {
             "vgg_conv1_1_params": _row("vgg16", "conv1_1", "params"),
@@ -346,7 +318,7 @@ CHECKS = [
             "vgg_total_params": _total("vgg16"),
         },
     ),
-    _answers(
+    answers(
         "test_stack",
         {
             "rf_three_3x3": lambda: arith.receptive_field([(3, 1)] * 3),
@@ -355,7 +327,7 @@ CHECKS = [
             "params_one_7x7": lambda: arith.conv_params(64, 64, 7),
         },
     ),
-    _answers(
+    answers(
         "test_inception",
         {
             "macs_5x5_direct": lambda: arith.conv_macs((192, 28, 28), 32, 5, padding=2),

@@ -14,32 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from autograder.checks.common import dtype_name, first, returns
 from autograder.outputs import Case, Check
 from cnn_core import functional as ref
 
 WHOLE = "whole map"  # a window as large as the map
 STATS_UNITS = 200_000  # units of the dropout statistics case
-
-
-def _name(dtype: Any) -> str:
-    return np.dtype(dtype).name
-
-
-def _returns(value: Any, n: int, what: str, names: str) -> tuple:
-    """`value` as a tuple of `n` items, else a TypeError saying what `what` should return."""
-    if isinstance(value, (tuple, list)) and len(value) == n:
-        return tuple(value)
-    got = (
-        f"a {type(value).__name__} of {len(value)} items"
-        if isinstance(value, (tuple, list))
-        else type(value).__name__
-    )
-    raise TypeError(f"{what} should return a tuple {names}, got {got}")
-
-
-def _out(value: Any, what: str, names: str = "(out, cache)") -> Any:
-    """The first item of the pair `what` returns (a forward pass's out)."""
-    return _returns(value, 2, what, names)[0]
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -67,7 +47,7 @@ def _pool_case(rng: np.random.Generator, k: Any, s: Any, n1: bool, dtype: Any, h
     dout = rng.standard_normal((n, c, (h - kh) // sh + 1, (w - kw) // sw + 1)).astype(dtype)
     window = "a whole-map window" if k == WHOLE else f"kernel_size={k}"
     label = (
-        f"{_name(dtype)}, x of shape {(n, c, h, w)}, {window}, "
+        f"{dtype_name(dtype)}, x of shape {(n, c, h, w)}, {window}, "
         + ("default stride" if s is None else f"stride={s}")
         + (", tied values" if "ties" in how else "")
         + (", non-contiguous x" if "view" in how else "")
@@ -95,7 +75,7 @@ def _pool_forward(name: str, op: Callable) -> tuple[Callable, Callable]:
 
     def run(ns: Mapping[str, Any], case: Case) -> dict:
         a = case.args
-        return {"out": _out(ns[name](a["x"], a["k"], stride=a["s"]), name)}
+        return {"out": first(ns[name](a["x"], a["k"], stride=a["s"]), name)}
 
     def expected(case: Case) -> dict:
         return {"out": op(case.args["x"], case.args["k"], stride=case.args["s"])[0]}
@@ -110,7 +90,7 @@ def _pool_backward(name: str, op: Callable, op_backward: Callable) -> tuple[Call
     def run(ns: Mapping[str, Any], case: Case) -> dict:
         a = case.args
         result = ns[f"{name}_forward"](a["x"], a["k"], stride=a["s"])
-        cache = _returns(result, 2, f"{name}_forward", "(out, cache)")[1]
+        cache = returns(result, 2, f"{name}_forward", "(out, cache)")[1]
         return {"dx": ns[f"{name}_backward"](a["dout"], cache)}
 
     def expected(case: Case) -> dict:
@@ -145,14 +125,14 @@ def _global_cases(rng: np.random.Generator) -> list[Case]:
             "x": rng.standard_normal((n, c, h, w)).astype(dtype),
             "dout": rng.standard_normal((n, c)).astype(dtype),
         }
-        cases.append(Case(args, f"{_name(dtype)}, x of shape {(n, c, h, w)}"))
+        cases.append(Case(args, f"{dtype_name(dtype)}, x of shape {(n, c, h, w)}"))
     return cases
 
 
 def _global_run(ns: Mapping[str, Any], case: Case) -> dict:
     a = case.args
     result = ns["global_avgpool_forward"](a["x"])
-    out, cache = _returns(result, 2, "global_avgpool_forward", "(out, cache)")
+    out, cache = returns(result, 2, "global_avgpool_forward", "(out, cache)")
     return {"out": out, "dx": ns["global_avgpool_backward"](a["dout"], cache)}
 
 
@@ -178,7 +158,7 @@ def _act_cases(f32: int, draw: Callable[[np.random.Generator, int], tuple[float,
             if "zeros" in what:  # exact zeros: the kink
                 x.flat[rng.integers(0, x.size, size=max(1, x.size // 5))] = 0.0
             dout = rng.standard_normal(shape).astype(dtype)
-            label = f"{_name(dtype)}, x of shape {shape}, {what}"
+            label = f"{dtype_name(dtype)}, x of shape {shape}, {what}"
             out.append(Case({"x": x, "dout": dout, "kwargs": kwargs}, label))
         return out
 
@@ -215,7 +195,7 @@ def _act(name: str, f32: int, draw: Callable) -> Check:
     def run(ns: Mapping[str, Any], case: Case) -> dict:
         a = case.args
         result = ns[f"{name}_forward"](a["x"], **a["kwargs"])
-        out, cache = _returns(result, 2, f"{name}_forward", "(out, cache)")
+        out, cache = returns(result, 2, f"{name}_forward", "(out, cache)")
         return {"out": out, "dx": ns[f"{name}_backward"](a["dout"], cache)}
 
     def expected(case: Case) -> dict:
@@ -245,7 +225,7 @@ def _dropout_cases(rng: np.random.Generator) -> list[Case]:
         p = [0.5, 0.0][t] if t < 2 else round(float(rng.uniform(0.05, 0.9)), 3)
         seed = int(rng.integers(2**31))
         args = {"x": rng.standard_normal(shape).astype(dtype), "p": p, "seed": seed}
-        cases.append(Case(args, f"{_name(dtype)}, x of shape {shape}, p = {p}"))
+        cases.append(Case(args, f"{dtype_name(dtype)}, x of shape {shape}, p = {p}"))
     p = round(float(rng.uniform(0.1, 0.9)), 3)
     atol = 6 * float(np.sqrt(p * (1 - p) / STATS_UNITS))
     args = {"n": STATS_UNITS, "p": p, "seed": int(rng.integers(2**31)), "atol": atol}
@@ -258,18 +238,20 @@ def _dropout_forward_run(ns: Mapping[str, Any], case: Case) -> dict:
     statistics case: the share of units kept and the smallest and largest kept value."""
     a, forward = case.args, ns["dropout_forward"]
     if "n" in a:
-        out = _out(forward(np.ones(a["n"]), a["p"], rng=a["seed"]), "dropout_forward")
+        out = first(forward(np.ones(a["n"]), a["p"], rng=a["seed"]), "dropout_forward")
         kept = out[out != 0]
         return {"kept_share": kept.size / out.size, "kept_min": kept.min(), "kept_max": kept.max()}
     x, p, seed = a["x"], a["p"], a["seed"]
     gen = np.random.default_rng(seed)
     return {
-        "out with an int seed": _out(forward(x.copy(), p, rng=seed), "dropout_forward"),
-        "out with a Generator": _out(forward(x.copy(), p, train=True, rng=gen), "dropout_forward"),
-        "out of a second call with the same Generator": _out(
+        "out with an int seed": first(forward(x.copy(), p, rng=seed), "dropout_forward"),
+        "out with a Generator": first(forward(x.copy(), p, train=True, rng=gen), "dropout_forward"),
+        "out of a second call with the same Generator": first(
             forward(x.copy(), p, rng=gen), "dropout_forward"
         ),
-        "out with train=False": _out(forward(x.copy(), p, train=False, rng=gen), "dropout_forward"),
+        "out with train=False": first(
+            forward(x.copy(), p, train=False, rng=gen), "dropout_forward"
+        ),
     }
 
 
@@ -336,7 +318,7 @@ def _dropout_backward_cases(rng: np.random.Generator) -> list[Case]:
             "dout": rng.standard_normal(shape).astype(dtype),
         }
         mode = ("train" if t != 1 else "train=False") + (", rng a Generator" if t == 6 else "")
-        cases.append(Case(args, f"{_name(dtype)}, x of shape {shape}, p = {p}, {mode}"))
+        cases.append(Case(args, f"{dtype_name(dtype)}, x of shape {shape}, p = {p}, {mode}"))
     return cases
 
 
@@ -347,7 +329,7 @@ def _dropout_rng(a: dict) -> Any:
 def _dropout_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
     a = case.args
     result = ns["dropout_forward"](a["x"], a["p"], train=a["train"], rng=_dropout_rng(a))
-    cache = _returns(result, 2, "dropout_forward", "(out, cache)")[1]
+    cache = returns(result, 2, "dropout_forward", "(out, cache)")[1]
     return {"dx": ns["dropout_backward"](a["dout"], cache)}
 
 

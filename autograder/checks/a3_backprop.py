@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.checks.a1_convolution import _answers
-from autograder.checks.a2_pooling_dropout import _name, _out, _returns
+from autograder.checks.common import answers, dtype_name, first, returns
 from autograder.outputs import Case, Check
 from cnn_core import functional as ref
 
@@ -31,7 +30,7 @@ def _fresh(v: Any) -> Any:
 
 def _named(value: Any, what: str, names: tuple[str, ...]) -> dict:
     """{name: item} of the tuple `what` returned, checked to hold one item per name."""
-    items = _returns(value, len(names), what, f"({', '.join(names)})")
+    items = returns(value, len(names), what, f"({', '.join(names)})")
     return dict(zip(names, items, strict=True))
 
 
@@ -75,7 +74,7 @@ def _elementwise_cases(names: tuple[str, ...], per_dtype: int) -> Callable:
             for _ in range(per_dtype):
                 shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
                 args = {n: rng.normal(size=shape).astype(dtype) for n in names}
-                out.append(Case(args, f"{_name(dtype)} arrays of shape {shape}"))
+                out.append(Case(args, f"{dtype_name(dtype)} arrays of shape {shape}"))
         out.append(Case({n: float(rng.normal()) for n in names}, "Python floats"))
         return out
 
@@ -88,7 +87,7 @@ def _gates_run(ns: Mapping[str, Any], case: Case) -> dict:
     for gate in ("Add", "Multiply"):
         g = ns[gate]()
         results[f"{gate}.forward: out"] = g.forward(_fresh(a), _fresh(b))
-        da, db = _returns(g.backward(_fresh(dout)), 2, f"{gate}.backward", "(da, db)")
+        da, db = returns(g.backward(_fresh(dout)), 2, f"{gate}.backward", "(da, db)")
         results[f"{gate}.backward: da"], results[f"{gate}.backward: db"] = da, db
     return results
 
@@ -107,8 +106,8 @@ def _gates_expected(case: Case) -> dict:
 
 def _graph_run(ns: Mapping[str, Any], case: Case) -> dict:
     x, y, z, df = (_fresh(case.args[n]) for n in ("x", "y", "z", "df"))
-    f, cache = _returns(ns["graph_forward"](x, y, z), 2, "graph_forward", "(f, cache)")
-    dx, dy, dz = _returns(ns["graph_backward"](df, cache), 3, "graph_backward", "(dx, dy, dz)")
+    f, cache = returns(ns["graph_forward"](x, y, z), 2, "graph_forward", "(f, cache)")
+    dx, dy, dz = returns(ns["graph_backward"](df, cache), 3, "graph_backward", "(dx, dy, dz)")
     return {"f": f, "dx": dx, "dy": dy, "dz": dz}
 
 
@@ -142,7 +141,7 @@ def _two_layer_cases(rng: np.random.Generator) -> list[Case]:
                 "dloss": float(rng.uniform(0.5, 2.0)),
             }
             wider = ", a wider network" if "wider" in what else ""
-            cases.append(Case(args, f"{_name(dtype)}, N={n}, D={d}, D1={d1}, D2={d2}{wider}"))
+            cases.append(Case(args, f"{dtype_name(dtype)}, N={n}, D={d}, D1={d1}, D2={d2}{wider}"))
     return cases
 
 
@@ -153,13 +152,13 @@ def _two_layer_args(case: Case) -> list:
 
 def _two_layer_forward_run(ns: Mapping[str, Any], case: Case) -> dict:
     result = ns["two_layer_forward"](*_two_layer_args(case))
-    loss = _out(result, "two_layer_forward", "(loss, cache)")
+    loss = first(result, "two_layer_forward", "(loss, cache)")
     return {"loss": _as_dtype(loss, case.args["x"].dtype)}
 
 
 def _two_layer_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
     result = ns["two_layer_forward"](*_two_layer_args(case))
-    cache = _returns(result, 2, "two_layer_forward", "(loss, cache)")[1]
+    cache = returns(result, 2, "two_layer_forward", "(loss, cache)")[1]
     grads = ns["two_layer_backward"](case.args["dloss"], cache)
     return _named(grads, "two_layer_backward", GRADS)
 
@@ -194,14 +193,14 @@ def _softmax_cases(rng: np.random.Generator) -> list[Case]:
             if what == "large scores":
                 scores += rng.uniform(200.0, 900.0) * rng.choice([-1.0, 1.0])
             args = {"scores": scores.astype(dtype), "y": rng.integers(0, k, size=n)}
-            cases.append(Case(args, f"{_name(dtype)}, {what}, N={n}, K={k}"))
+            cases.append(Case(args, f"{dtype_name(dtype)}, {what}, N={n}, K={k}"))
     return cases
 
 
 def _softmax_run(ns: Mapping[str, Any], case: Case) -> dict:
     scores, y = case.args["scores"], case.args["y"]
     result = ns["softmax_cross_entropy"](scores.copy(), y.copy())
-    loss, dscores = _returns(result, 2, "softmax_cross_entropy", "(loss, dscores)")
+    loss, dscores = returns(result, 2, "softmax_cross_entropy", "(loss, dscores)")
     return {"loss": _as_dtype(loss, scores.dtype), "dscores": dscores}
 
 
@@ -244,7 +243,7 @@ def _bn_forward_cases(rng: np.random.Generator) -> list[Case]:
             }
             size = (int(rng.integers(1, 6)), d)
             args["x_test"] = rng.normal(loc=rng.uniform(-3, 3), scale=2.0, size=size).astype(dtype)
-            cases.append(Case(args, f"{_name(dtype)}, N={n}, D={d}{what}"))
+            cases.append(Case(args, f"{dtype_name(dtype)}, N={n}, D={d}{what}"))
     return cases
 
 
@@ -263,7 +262,7 @@ def _bn_forward(fn: Callable, a: dict, train: bool) -> dict:
         eps=a["eps"],
     )
     mode = "train" if train else "test mode"
-    out = _out(result, "batchnorm_forward")
+    out = first(result, "batchnorm_forward")
     return {f"out ({mode})": out, f"running_mean ({mode})": rm, f"running_var ({mode})": rv}
 
 
@@ -291,7 +290,7 @@ def _bn_backward_cases(rng: np.random.Generator) -> list[Case]:
             args = _bn_inputs(rng, n, d, dtype) | {"train": train}
             args["dout"] = rng.normal(size=(n, d)).astype(dtype)
             mode = "training mode" if train else "test mode"
-            cases.append(Case(args, f"{_name(dtype)}, {mode}, N={n}, D={d}"))
+            cases.append(Case(args, f"{dtype_name(dtype)}, {mode}, N={n}, D={d}"))
     return cases
 
 
@@ -305,7 +304,7 @@ def _bn_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
         a["rv"].copy(),
         train=a["train"],
     )
-    cache = _returns(result, 2, "batchnorm_forward", "(out, cache)")[1]
+    cache = returns(result, 2, "batchnorm_forward", "(out, cache)")[1]
     return _named(ns["batchnorm_backward"](a["dout"].copy(), cache), "batchnorm_backward", BN_GRADS)
 
 
@@ -334,7 +333,7 @@ def _block_cases(rng: np.random.Generator) -> list[Case]:
                     "skip": skip,
                     "dout": rng.normal(size=(n, d)).astype(dtype),
                 }
-                label = f"{_name(dtype)}, {'with' if skip else 'without'} skip, N={n}, D={d}"
+                label = f"{dtype_name(dtype)}, {'with' if skip else 'without'} skip, N={n}, D={d}"
                 cases.append(Case(args, label))
     return cases
 
@@ -342,13 +341,13 @@ def _block_cases(rng: np.random.Generator) -> list[Case]:
 def _block_forward_run(ns: Mapping[str, Any], case: Case) -> dict:
     a = case.args
     result = ns["block_forward"](a["x"].copy(), a["w"].copy(), a["b"].copy(), skip=a["skip"])
-    return {"out": _out(result, "block_forward")}
+    return {"out": first(result, "block_forward")}
 
 
 def _block_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
     a = case.args
     result = ns["block_forward"](a["x"].copy(), a["w"].copy(), a["b"].copy(), skip=a["skip"])
-    cache = _returns(result, 2, "block_forward", "(out, cache)")[1]
+    cache = returns(result, 2, "block_forward", "(out, cache)")[1]
     grads = ns["block_backward"](a["dout"].copy(), cache)
     return _named(grads, "block_backward", ("dx", "dw", "db"))
 
@@ -384,7 +383,7 @@ BN_FORBID = (
 # seconds a cell may run when graded: every cell of the solution takes well under one
 CELL_TIMEOUT = 60.0
 CHECKS = [
-    _answers(
+    answers(
         "test_hand_answers",
         {name: (lambda name=name: _logistic()[name]) for name in HAND},
         atol=dict.fromkeys(HAND, 1e-3),
