@@ -229,6 +229,8 @@ def grade_cmd(args: argparse.Namespace) -> int:
             args.force,
             progress=not args.quiet,
             scheduler=args.scheduler,
+            similarity=not args.no_similarity,
+            against=[Path(a) for a in args.against],
         )
     except (GradeError, SubmissionsError, ReleaseError, ValueError) as err:
         print(f"cnnkit grade: {err}", file=sys.stderr)
@@ -255,8 +257,49 @@ def _print_batch(batch) -> None:
     )
     print(f"gradescope: {batch.out / 'gradescope'}/<student_id>/results.json")
     print(f"gradebook:  {batch.setup.course / 'gradebook.db'} (formgrader, nbgrader export)")
+    if batch.similar is not None:
+        print(f"similarity: {batch.out / 'similarity.html'} ({_pairs_line(batch.similar)})")
     for notice in batch.notices:
         print(notice)
+
+
+def _pairs_line(pairs) -> str:
+    """'2 pairs reported: bob and carol 100% (similar), ...' or 'no pair reported'."""
+    if not pairs:
+        return "no pair of similar code reported"
+    shown = ", ".join(f"{p.a} and {p.b} {p.share:.0%} ({p.flag})" for p in pairs[:3])
+    more = f", and {len(pairs) - 3} more" if len(pairs) > 3 else ""
+    return f"{len(pairs)} pairs reported, for the staff only: {shown}{more}"
+
+
+def similarity_cmd(args: argparse.Namespace) -> int:
+    """Compare the code of a class's submissions; write similarity.json and similarity.html."""
+    from autograder.collect import SubmissionsError, find_submissions
+    from autograder.grade import GradeError, prepare
+    from autograder.release import ReleaseError
+    from autograder.sandbox import Limits
+    from autograder.similarity import compare_batch, write_reports
+
+    course = Path(args.course).resolve()
+    out = Path(args.out) if args.out else course / "grades" / args.assignment
+    try:
+        setup = prepare(args.assignment, course, Limits())
+        subs = find_submissions(
+            Path(args.submissions), args.assignment, setup.notebooks, out / ".extracted"
+        )
+        docs, pairs = compare_batch(
+            subs, setup.source, setup.released, [Path(a) for a in args.against]
+        )
+    except (GradeError, SubmissionsError, ReleaseError, ValueError) as err:
+        print(f"cnnkit similarity: {err}", file=sys.stderr)
+        return 1
+    _, page = write_reports(out, args.assignment, docs, pairs)
+    students = sum(d.kind == "student" for d in docs.values())
+    print(f"{students} submissions compared: {_pairs_line(pairs)}")
+    for pair in pairs:
+        print(f"  {pair.share:4.0%}  {pair.flag:16s} {pair.a} and {pair.b}")
+    print(f"report: {page}")
+    return 0
 
 
 def feedback_cmd(args: argparse.Namespace) -> int:
@@ -344,18 +387,54 @@ def demo(args: argparse.Namespace) -> int:
         memory_mb=2048,
         case_timeout=args.case_timeout,
     )
+    # the class is a catalogue of behaviours made from a few notebooks: its copies are not news
     batch = grade(
-        args.assignment, subs, course, workers=args.workers, limits=limits, progress=not args.quiet
+        args.assignment,
+        subs,
+        course,
+        workers=args.workers,
+        limits=limits,
+        progress=not args.quiet,
+        similarity=False,
     )
     print(_class_table(batch))
     _print_batch(batch)
     wrong = [
         o.student_id for o in batch.outcomes if (o.status, set(o.flag_names)) != cls[o.student_id]
     ]
+    wrong += _similarity_demo(args.assignment, course, root)
     if wrong:
         print(f"\nUNEXPECTED status or flags: {', '.join(wrong)}")
         return 1
     return 0
+
+
+def _similarity_demo(assignment: str, course: Path, root: Path) -> list[str]:
+    """Compare a class of independently written notebooks, a disguised copy of one of them and
+    pasted solution cells; print the pairs; the pairs that came out other than expected."""
+    from autograder.collect import find_submissions
+    from autograder.grade import prepare
+    from autograder.sandbox import Limits
+    from autograder.similarity import compare_batch, write_reports
+    from autograder.synthetic import make_copying_class
+
+    setup = prepare(assignment, course, Limits())
+    folder = root / "copying-class"
+    wanted = make_copying_class(setup.source, setup.released, assignment, folder)
+    if not wanted:
+        return []
+    subs = find_submissions(folder, assignment, setup.notebooks, root / "copying-extracted")
+    docs, pairs = compare_batch(subs, setup.source, setup.released)
+    _, page = write_reports(root / "similarity", assignment, docs, pairs)
+    print(
+        f"\nsimilarity: {len(subs)} students ({', '.join(s.student_id for s in subs)}) "
+        f"compared with each other, the kit and the solution:"
+    )
+    for pair in pairs:
+        print(f"  {pair.share:4.0%}  {pair.flag:16s} {pair.a} and {pair.b}")
+    print(f"report:     {page}")
+    found = {(p.a, p.b): p.flag for p in pairs}
+    return [f"{a} and {b}" for (a, b), f in (found.items() ^ wanted.items())]
 
 
 def _class_table(batch) -> str:
@@ -410,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-proof", action="store_true", help="skip running the two versions")
     p.set_defaults(func=release_cmd)
     _add_grade_parser(sub)
+    _add_similarity_parser(sub)
     p = sub.add_parser(
         "feedback",
         help="write students' feedback again with the graders' marks, for nbgrader release_feedback",
@@ -483,12 +563,44 @@ def _add_grade_parser(sub) -> None:
     )
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     p.add_argument(
+        "--no-similarity",
+        action="store_true",
+        help="do not compare the students' code (cnnkit similarity)",
+    )
+    _add_against(p)
+    p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="grade on this Dask scheduler's workers (e.g. tcp://10.0.0.5:8786) instead of here",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=grade_cmd)
+
+
+def _add_against(p) -> None:
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also compare with the .py and .ipynb files under DIR (earlier years, known public "
+        "solutions); may be given more than once",
+    )
+
+
+def _add_similarity_parser(sub) -> None:
+    p = sub.add_parser(
+        "similarity",
+        help="compare the code of a class's submissions with each other, the kit and the solution",
+    )
+    p.add_argument("assignment", help="e.g. a1_convolution")
+    p.add_argument(
+        "submissions", help="<student_id>/<assignment>/<notebook>.ipynb folders, or a zip"
+    )
+    p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    p.add_argument("--out", help="output folder (default: <course>/grades/<assignment>)")
+    _add_against(p)
+    p.set_defaults(func=similarity_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

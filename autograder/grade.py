@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
@@ -65,6 +65,8 @@ from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
 from autograder.secret import course_secret, fingerprint, student_key
+from autograder.similarity import Pair, compare_batch, flag_names
+from autograder.similarity import write_reports as write_similarity
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.grading import CASE_KEY_ENV, STUDENT_ENV
 from cnn_core.train import REPLAY_ENV
@@ -145,6 +147,7 @@ class Batch:
     out: Path | None = None
     standings: dict[str, Standing] = field(default_factory=dict)  # from the gradebook
     notices: list[str] = field(default_factory=list)  # what grading changed besides grades
+    similar: list[Pair] | None = None  # reported pairs of similar code; None: not compared
 
 
 # --------------------------------------------------------------------------- set-up
@@ -771,10 +774,14 @@ def grade(
     force: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
+    similarity: bool = True,
+    against: Sequence[Path] = (),
 ) -> Batch:
     """Grade every submission of `assignment` in `submissions` (folder or zip) and write
     grades.csv, feedback/, gradescope/ and the course's gradebook. `scheduler`: the address of
-    a Dask scheduler to grade on instead of local threads. Returns the Batch."""
+    a Dask scheduler to grade on instead of local threads. `similarity`: also compare the
+    students' code (autograder.similarity, with the folders `against`) and write
+    similarity.json and similarity.html. Returns the Batch."""
     _check_name(assignment)
     course = Path(course).resolve()
     out = Path(out).resolve() if out else course / "grades" / assignment
@@ -793,6 +800,7 @@ def grade(
             force,
             progress,
             scheduler,
+            (tuple(Path(a) for a in against),) if similarity else None,
         )
 
 
@@ -807,8 +815,10 @@ def _grade_locked(
     force: bool,
     progress: bool,
     scheduler: str | None,
+    similarity: tuple[tuple[Path, ...]] | None,
 ) -> Batch:
-    """`grade`, once the course is this process's alone."""
+    """`grade`, once the course is this process's alone. `similarity`: None, or the folders
+    to compare against besides the class, the kit and the solution."""
     setup = replace(prepare(assignment, course, limits), hide=hide)
     notices = [n for n in [strip_hidden_tests_from_feedback(course)] if n]
     subs = find_submissions(submissions, assignment, setup.notebooks, out / ".extracted")
@@ -817,8 +827,12 @@ def _grade_locked(
     done = {s.student_id: previous[s.student_id] for s in subs if s not in todo}
     _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done, scheduler)
     outcomes = [done[s.student_id] for s in subs]
-    marks = _write_reports(setup, outcomes, out)
-    return Batch(setup, outcomes, [s.student_id for s in todo], out, marks, notices)
+    pairs = None
+    if similarity is not None:
+        docs, pairs = compare_batch(subs, setup.source, setup.released, similarity[0])
+        write_similarity(out, assignment, docs, pairs)
+    marks = _write_reports(setup, outcomes, out, flag_names(pairs or []))
+    return Batch(setup, outcomes, [s.student_id for s in todo], out, marks, notices, pairs)
 
 
 def _reusable(old: Outcome | None, setup: Setup, sub: Submission) -> bool:
@@ -970,14 +984,19 @@ def grade_task(setup: Setup, sub: Submission, static: list[FlagNote] | None = No
         shutil.rmtree(workroot, ignore_errors=True)
 
 
-def _write_reports(setup: Setup, outcomes: list[Outcome], out: Path) -> dict[str, Standing]:
+def _write_reports(
+    setup: Setup, outcomes: list[Outcome], out: Path, similar: dict[str, list[str]]
+) -> dict[str, Standing]:
     """The gradebook first (timestamps, late penalties, written answers), then grades.csv with
-    every row, Gradescope's files and the feedback for each student whose id can name a file
-    (the others are invalid rows, with the reason in grades.csv). The gradebook's standings."""
+    every row (and the `similar` flags of autograder.similarity, which reach no feedback),
+    Gradescope's files and the feedback for each student whose id can name a file (the others
+    are invalid rows, with the reason in grades.csv). The gradebook's standings."""
     named = [o for o in outcomes if not unsafe_id_problem(o.student_id)]
     update_gradebook(setup.course, setup.assignment, setup.items, named)
     marks = standings(setup.course, setup.assignment, setup.items, [o.student_id for o in named])
-    report.write_grades_csv(out / "grades.csv", setup.assignment, setup.items, outcomes, marks)
+    report.write_grades_csv(
+        out / "grades.csv", setup.assignment, setup.items, outcomes, marks, similar
+    )
     for outcome in named:
         report.write_gradescope(out / "gradescope", setup.items, outcome)
     _write_feedback(setup, named, marks)

@@ -57,12 +57,14 @@ def write_grades_csv(
     items: list[Item],
     outcomes: list[Outcome],
     standings: dict[str, Standing] | None = None,
+    similar: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write grades.csv at `path` atomically; the path written.
 
     One row per outcome, sorted by student_id: `student_id,assignment,score,max_score,status,flags`
-    (score: the autograded points, before any late penalty; flags `;`-joined in FLAGS order,
-    empty when clean), then `timestamp,seconds_late,late_penalty` from the gradebook's
+    (score: the autograded points, before any late penalty; flags `;`-joined in FLAGS order, then
+    the student's flags of `similar` (autograder.similarity; they cost no points), empty when
+    clean), then `timestamp,seconds_late,late_penalty` from the gradebook's
     `standings` (empty when it has none), then each item's points under its grade_id, in
     `items` order (empty when the outcome has no result for it). max_score is the assignment's
     autograded maximum (the sum of `items`), the same on every row.
@@ -81,7 +83,7 @@ def write_grades_csv(
                 _num(outcome.score),
                 max_score,
                 outcome.status,
-                ";".join(outcome.flag_names),
+                ";".join([*outcome.flag_names, *(similar or {}).get(outcome.student_id, [])]),
                 *_late_cells(standings.get(outcome.student_id)),
                 *(
                     _num(results[item.grade_id].points) if item.grade_id in results else ""

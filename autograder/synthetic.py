@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import json
+import random
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +86,32 @@ def expected(assignment: str) -> dict[str, tuple[str, set[str]]]:
     }
     bugs = {sid: (status, flags) for sid, (status, flags, _) in BUGS.get(assignment, {}).items()}
     return EXPECTED | extra | bugs
+
+
+def disguise(code: str, seed: int, keep: frozenset[str] = frozenset()) -> str:
+    """`code` as a copier hides it: every name it binds renamed (except those in `keep`, the
+    graded functions), docstrings and comments dropped, reformatted (`ast.unparse`) and its
+    top-level statements in reverse order. For comparing, not for running: keyword arguments
+    keep their names while the parameters they name are renamed."""
+    tree = ast.parse(code)
+    rnd = random.Random(seed)
+    bound = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    bound |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    names = {b: f"v{rnd.randrange(10**6)}_{i}" for i, b in enumerate(sorted(bound - keep))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            node.id = names[node.id]
+        elif isinstance(node, ast.arg) and node.arg in names:
+            node.arg = names[node.arg]
+        elif isinstance(node, ast.FunctionDef):
+            node.name = names.get(node.name, node.name)
+            if ast.get_docstring(node) is not None:
+                node.body = node.body[1:] or [ast.Pass()]
+    tree.body.reverse()
+    return ast.unparse(tree)
 
 
 def filled(source: nbformat.NotebookNode, release: nbformat.NotebookNode, share: float = 1.0):
@@ -305,6 +333,67 @@ def make_class(
             else:
                 nbformat.write(made, folder / name)
     return dest
+
+
+def make_copying_class(source: Path, release: Path, assignment: str, dest: Path) -> dict:
+    """Write a class for `cnnkit similarity` into `dest`: each independently written notebook
+    of `assignment` as a student of its style's name, a disguised copy of the first
+    ("copies-<style>") and the solution's cells disguised in the second ("pastes-solution").
+    Returns {(student, other): flag} of the pairs that should be reported."""
+    own = independent(assignment)
+    styles = list(own)
+    if len(styles) < 2:
+        return {}
+    (nb_path,) = sorted(Path(release).glob("*.ipynb"))
+    rel = nbformat.read(nb_path, as_version=4)
+    graded = frozenset(defined_functions(rel).values())
+    solution = nbformat.read(Path(source) / nb_path.name, as_version=4)
+    first, second = own[styles[0]], own[styles[1]]
+    made = dict(own)
+    made[f"copies-{styles[0]}"] = disguised_notebook(first, {}, graded, seed=1)
+    pasted = {
+        _gid(c): _unmarked(c.source) for c in solution.cells if _gid(c) in defined_functions(rel)
+    }
+    made["pastes-solution"] = disguised_notebook(second, pasted, graded, seed=2)
+    for student, nb in made.items():
+        folder = dest / student / assignment
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, folder / nb_path.name)
+    return {
+        (f"copies-{styles[0]}", styles[0]): "similar",
+        ("pastes-solution", "solution"): "copied-solution",
+    }
+
+
+def defined_functions(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """{grade_id: name} of the answer cells that define a function, by the name they define."""
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            names = re.findall(r"^def (\w+)", cell.source, re.MULTILINE)
+            if names:
+                found[_gid(cell)] = names[0]
+    return found
+
+
+def _unmarked(code: str) -> str:
+    """A source cell without nbgrader's solution markers: as a student would paste it."""
+    return "\n".join(
+        ln for ln in code.splitlines() if "### BEGIN" not in ln and "### END" not in ln
+    )
+
+
+def disguised_notebook(
+    nb: nbformat.NotebookNode, replace: dict[str, str], keep: frozenset[str], seed: int
+) -> nbformat.NotebookNode:
+    """A copy of `nb` whose function-defining answer cells are disguised (`disguise`, keeping
+    the names in `keep`), each first replaced by `replace[grade_id]` where given."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    defined = defined_functions(nb)
+    for cell in nb.cells:
+        if _gid(cell) in defined:
+            cell.source = disguise(replace.get(_gid(cell), cell.source), seed, keep)
+    return nb
 
 
 def _make_curve_class(source: Path, release: Path, assignment: str, dest: Path, students) -> Path:

@@ -23,3 +23,50 @@ def hidden_test_lines() -> list[str]:
         for line in b.splitlines()
         if len(line.strip()) > 12
     ]
+
+
+VISIBILITY = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
+# Gradescope's documented results.json: every documented key, nothing else
+GRADESCOPE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "anyOf": [{"required": ["score"]}, {"required": ["tests"]}],
+    "properties": {
+        "score": {"type": "number"},
+        "execution_time": {"type": "number"},
+        "output": {"type": "string"},
+        "output_format": {"type": "string"},
+        "test_output_format": {"type": "string"},
+        "test_name_format": {"type": "string"},
+        "visibility": VISIBILITY,
+        "stdout_visibility": VISIBILITY,
+        "extra_data": {"type": "object"},
+        "tests": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "score": {"type": "number"},
+                    "max_score": {"type": "number"},
+                    "status": {"enum": ["passed", "failed"]},
+                    "name": {"type": "string"},
+                    "name_format": {"type": "string"},
+                    "number": {"type": "string"},
+                    "output": {"type": "string"},
+                    "output_format": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "visibility": VISIBILITY,
+                    "extra_data": {"type": "object"},
+                },
+            },
+        },
+        "leaderboard": {"type": "array"},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def gradescope_schema() -> dict:
+    """Gradescope's documented results.json, as a JSON schema."""
+    return GRADESCOPE_SCHEMA

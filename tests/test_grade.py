@@ -16,6 +16,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from autograder import grade as grading
+from autograder import similarity
 from autograder.cli import main
 from autograder.collect import find_submissions
 from autograder.gradebook import db_url
@@ -29,29 +30,6 @@ MAX = 38.0
 LIMITS = Limits(timeout=120, cell_timeout=10, case_timeout=2)
 EXPECTED = expected(A1)
 REPORTS = ("grades.csv", "gradescope")  # under --out; the feedback goes to <course>/feedback
-GRADESCOPE = {
-    "type": "object",
-    "required": ["score", "tests"],
-    "properties": {
-        "score": {"type": "number"},
-        "output": {"type": "string"},
-        "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
-        "tests": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "score", "max_score"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "score": {"type": "number"},
-                    "max_score": {"type": "number"},
-                    "status": {"enum": ["passed", "failed"]},
-                    "output": {"type": "string"},
-                },
-            },
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -221,12 +199,36 @@ def test_grades_csv_has_the_contract_columns_and_a_row_per_student(graded):
     by_id = {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
     assert set(by_id) == set(EXPECTED)
     assert by_id["full-marks"]["score"] == "38" and by_id["full-marks"]["max_score"] == "38"
-    assert by_id["uses-torch"]["flags"] == "forbidden-library"
-    assert (by_id["infinite-loop"]["status"], by_id["infinite-loop"]["flags"]) == (
+    assert _own(by_id["uses-torch"]["flags"]) == "forbidden-library"
+    assert (by_id["infinite-loop"]["status"], _own(by_id["infinite-loop"]["flags"])) == (
         "graded",
         "timeout",
     )
     assert sum(float(by_id["half-done"][i]) for i in items) == float(by_id["half-done"]["score"])
+
+
+def _own(flags: str) -> str:
+    """The grader's flags of a grades.csv cell, without the similarity flags."""
+    return ";".join(f for f in flags.split(";") if f and f not in similarity.FLAGS)
+
+
+def test_copies_in_the_class_are_flagged_for_the_staff_only(graded):
+    """The synthetic class is made of copies of a few notebooks: grades.csv flags them, with
+    their partners in similarity.json, and no student's feedback says so."""
+    course, _, batch = graded
+    record = json.loads((batch.out / "similarity.json").read_text())
+    with open(batch.out / "grades.csv", newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert {"full-marks", "half-done"} <= set(record["students"])
+    partners = {e["partner"] for e in record["students"]["full-marks"]}
+    assert "half-done" in partners
+    for student, entries in record["students"].items():
+        if student in rows:
+            assert {e["flag"] for e in entries} <= set(rows[student]["flags"].split(";"))
+        for page in (course / "feedback" / student).rglob("*.html"):
+            text = page.read_text()
+            assert "similar" not in text and "copied-" not in text, page
+    assert batch.similar and "full-marks" in (batch.out / "similarity.html").read_text()
 
 
 def test_feedback_explains_without_leaking_hidden_tests(graded, hidden_test_lines):
@@ -241,11 +243,12 @@ def test_feedback_explains_without_leaking_hidden_tests(graded, hidden_test_line
     assert "forbidden-library" in page and "torch" in page
 
 
-def test_gradescope_results_follow_the_format(graded):
+def test_gradescope_results_follow_the_format(graded, gradescope_schema):
     _, _, batch = graded
     for o in batch.outcomes:
         data = json.loads((batch.out / "gradescope" / o.student_id / "results.json").read_text())
-        jsonschema.validate(data, GRADESCOPE)
+        jsonschema.validate(data, gradescope_schema)
+        assert data["tests"] and all("max_score" in t for t in data["tests"])
         assert data["score"] == o.score
         assert sum(t["score"] for t in data["tests"]) == pytest.approx(o.score)
 

@@ -285,59 +285,25 @@ def test_reports_refuse_a_student_id_that_is_not_a_safe_folder(
 
 # --------------------------------------------------------------------------- Gradescope
 
-VISIBILITY = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
-# Gradescope's documented results.json: every documented key, nothing else
-GRADESCOPE_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "anyOf": [{"required": ["score"]}, {"required": ["tests"]}],
-    "properties": {
-        "score": {"type": "number"},
-        "execution_time": {"type": "number"},
-        "output": {"type": "string"},
-        "output_format": {"type": "string"},
-        "test_output_format": {"type": "string"},
-        "test_name_format": {"type": "string"},
-        "visibility": VISIBILITY,
-        "stdout_visibility": VISIBILITY,
-        "extra_data": {"type": "object"},
-        "tests": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "score": {"type": "number"},
-                    "max_score": {"type": "number"},
-                    "status": {"enum": ["passed", "failed"]},
-                    "name": {"type": "string"},
-                    "name_format": {"type": "string"},
-                    "number": {"type": "string"},
-                    "output": {"type": "string"},
-                    "output_format": {"type": "string"},
-                    "tags": {"type": "array", "items": {"type": "string"}},
-                    "visibility": VISIBILITY,
-                    "extra_data": {"type": "object"},
-                },
-            },
-        },
-        "leaderboard": {"type": "array"},
-    },
-}
 
+@pytest.fixture
+def gradescope(tmp_path: Path, gradescope_schema: dict):
+    """write_gradescope of an outcome into tmp_path, checked against the schema; its data."""
 
-def gradescope(tmp_path: Path, outcome: Outcome) -> dict:
-    path = report.write_gradescope(tmp_path, ITEMS, outcome)
-    assert path == tmp_path / outcome.student_id / "results.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    jsonschema.validate(data, GRADESCOPE_SCHEMA)
-    return data
+    def write(outcome: Outcome) -> dict:
+        path = report.write_gradescope(tmp_path, ITEMS, outcome)
+        assert path == tmp_path / outcome.student_id / "results.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.validate(data, gradescope_schema)
+        return data
+
+    return write
 
 
 @pytest.mark.parametrize("make", [graded, invalid, flagged, timed_out])
-def test_gradescope_results_follow_the_documented_format(tmp_path: Path, make) -> None:
+def test_gradescope_results_follow_the_documented_format(gradescope, make) -> None:
     outcome = make()
-    data = gradescope(tmp_path, outcome)
+    data = gradescope(outcome)
     assert data["visibility"] == "visible" and data["stdout_visibility"] == "hidden"
     assert [t["name"] for t in data["tests"]] == [item.grade_id for item in ITEMS]
     assert all(t["visibility"] == "visible" for t in data["tests"])
@@ -346,8 +312,8 @@ def test_gradescope_results_follow_the_documented_format(tmp_path: Path, make) -
     assert data["output"].startswith(f"Status: {outcome.status}")
 
 
-def test_gradescope_tests_carry_points_status_and_messages(tmp_path: Path) -> None:
-    data = gradescope(tmp_path, graded())
+def test_gradescope_tests_carry_points_status_and_messages(gradescope) -> None:
+    data = gradescope(graded())
     assert data["score"] == 5.5
     assert [(t["score"], t["max_score"], t["status"], t["output"]) for t in data["tests"]] == [
         (3.0, 3.0, "passed", "passed"),
@@ -356,11 +322,11 @@ def test_gradescope_tests_carry_points_status_and_messages(tmp_path: Path) -> No
     ]
 
 
-def test_gradescope_output_gives_the_reason_and_every_flag(tmp_path: Path) -> None:
-    data = gradescope(tmp_path, timed_out())
+def test_gradescope_output_gives_the_reason_and_every_flag(gradescope) -> None:
+    data = gradescope(timed_out())
     assert "exceeded the time limit of 600 s" in data["output"]
     assert "timeout" in data["output"] and "exceeded 600 s" in data["output"]
-    data = gradescope(tmp_path, flagged())
+    data = gradescope(flagged())
     for flag in flagged().flags:
         assert flag.name in data["output"] and flag.reason in data["output"]
     assert data["tests"][0]["output"] == f"{HOSTILE}\ncase 1: raised ValueError"

@@ -1,0 +1,564 @@
+"""`cnnkit similarity`: the code each student wrote compared with every other student's of the
+batch, with the kit's reference sources (`cnn_core`), with the assignment's solution cells and
+with any folders the course adds (earlier years, known public solutions).
+
+What is compared is each function and class a student defined in their answer cells and in the
+cells they added, without the lines the release gave them (signatures, docstrings, `YOUR CODE
+HERE`). Module-level code (hand-computed answers, calls) is left out: every honest student writes
+`conv_params = 3 * 5 * 5 * 6 + 6` alike. Each function is first put in one layout (`ast.unparse`,
+no comments or docstrings), then tokenised with pygments: every name the author chose becomes one
+letter, while the names of what the code calls (`np.pad`, `.reshape`, `range`) stay, since
+renaming cannot change them; so renaming, reformatting and dropped comments change nothing. The
+fingerprints are copydetect's winnowing of k-gram hashes (MOSS's algorithm; copydetect is MIT and
+maintained), which does not depend on the order of the functions. copydetect's own tokeniser
+puts one letter for library names too, and on a1's short numeric functions that made
+independently written notebooks share over 70% of their code; its all-pairs loop took 55 s for
+300 students where this one takes about 20 (benchmarks/bench_similarity.py).
+
+A pair is reported when the code one side wrote is matched by the other's over `SHARE` of its
+fingerprinted tokens, or when a function of at least `MIN_FUNCTION` tokens on each side (on the
+student's side alone, against the kit or the solution) is matched over `FUNCTION_SHARE`: a copied
+function stands out even in a long notebook, while the short functions everyone writes alike
+count for little. The thresholds were tuned on four a1 notebooks written independently from the
+release: their pairs, and each against the solution, share at most 55% of their code and 83% of
+a function, while disguised copies share 90-100%. Nothing is taken from anyone's
+grade: the flags (`similar`, `copied-reference`, `copied-solution`) go to grades.csv and the staff's
+report, never into the students' feedback.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+from copydetect.utils import get_document_fingerprints
+from pygments import token
+from pygments.lexers import PythonLexer
+
+from autograder.collect import Submission
+from autograder.report import STYLE, html_page, write_atomic
+
+NOISE = 60  # characters of filtered code in a k-gram (copydetect's noise threshold)
+GUARANTEE = 70  # a match this long is always found (winnowing window = GUARANTEE - NOISE + 1)
+SHARE = 0.75  # share of a student's fingerprinted code matched that reports a pair
+FUNCTION_SHARE = 0.9  # share of one function matched that reports a pair on its own
+MIN_FUNCTION = 150  # filtered characters a function needs to count on its own
+FLAGS = ("similar", "copied-reference", "copied-solution")
+KIT = Path(__file__).resolve().parents[1]
+REPORT_PAIRS = 50  # pairs shown side by side in the HTML report, highest first
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One function or class: its name, its code as written, and its span [start, end) in the
+    filtered text of its document."""
+
+    name: str
+    raw: str
+    offsets: np.ndarray  # copydetect's map from filtered to raw positions
+    start: int
+    end: int
+
+
+@dataclass
+class Document:
+    """The code of one author: a student, a module of the kit, the solution, or a file of an
+    earlier year. `kind`: "student", "reference", "solution" or "earlier"."""
+
+    owner: str
+    kind: str
+    units: list[Unit]
+    filtered: str = ""
+    hashes: set = field(default_factory=set)  # the fingerprints kept
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # each k-gram's hash
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # and where it starts
+    covered: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    @property
+    def size(self) -> int:
+        """Filtered characters covered by fingerprints: what a share is a share of."""
+        return int(self.covered.sum())
+
+
+@dataclass
+class Pair:
+    """Two documents whose code overlaps: the share of each side's code matched, the functions
+    of each side matched over FUNCTION_SHARE, and whether the pair is reported (`flag`)."""
+
+    a: str
+    b: str
+    kind: str  # the kind of b: "student", "reference", "solution" or "earlier"
+    share_a: float
+    share_b: float
+    functions_a: list[str]
+    functions_b: list[str]
+    flag: str = ""  # a FLAGS name when reported
+
+    @property
+    def share(self) -> float:
+        return max(self.share_a, self.share_b)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def units_of(code: str, given: frozenset[str] = frozenset()) -> list[tuple[str, str, frozenset]]:
+    """(name, code, names it binds) of each top-level function and class in `code`. The code is
+    normalised (`ast.unparse` without docstrings: one layout, no comments), then the lines in
+    `given` (the release's, normalised alike) are taken out; [] when `code` does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            text = _normalised(node)
+            # the header stays: taken out, it would cut the k-grams where a body begins
+            lines = [ln for ln in text.splitlines() if ln.strip() not in given or _header(ln)]
+            if any(ln.strip() not in given for ln in lines):  # the student wrote some of it
+                found.append((node.name, "\n".join(lines), _bound(node)))
+    return found
+
+
+def _header(line: str) -> bool:
+    return line.lstrip().startswith(("def ", "async def ", "class "))
+
+
+def _normalised(node: ast.AST) -> str:
+    """`node`'s code in one layout, without comments and docstrings."""
+    for n in ast.walk(node):
+        body = getattr(n, "body", None)
+        if (
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            n.body = body[1:] or [ast.Pass()]
+    return ast.unparse(node)
+
+
+def _bound(node: ast.AST) -> frozenset[str]:
+    """The names the author chose in `node`: functions, classes, arguments, variables, aliases."""
+    names = set()
+    for n in ast.walk(node):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.arg):
+            names.add(n.arg)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            names.add(n.id)
+        elif isinstance(n, ast.alias):
+            names.add(n.asname or n.name.split(".")[0])
+    return frozenset(names)
+
+
+def tokens_of(code: str, bound: frozenset[str]) -> tuple[str, np.ndarray]:
+    """`code` as the text that is fingerprinted, and copydetect's map of its positions back to
+    `code`: every name the author chose becomes "V" and every string "S", comments and layout
+    go; keywords, operators, numbers and the names of what the code calls or reads from outside
+    (`np.pad`, `.reshape`, `range`) stay, since renaming cannot change them."""
+    out, offset, offsets = [], 0, [[0, 0]]
+    length = 0
+    for kind, text in PythonLexer().get_tokens(code):
+        if kind in token.Text or kind in token.Comment:
+            offsets.append([length - 1, offset])
+            offset += len(text)
+            continue
+        if kind in token.Literal.String:
+            if text in ("'", '"'):
+                out.append('"')
+                length += 1
+                continue
+            text_out = "S"
+        elif kind in token.Name and text in bound:
+            text_out = "V"
+        else:
+            out.append(text)
+            length += len(text)
+            continue
+        out.append(text_out)
+        length += 1
+        offsets.append([length - 1, offset])
+        offset += len(text) - 1
+    return "".join(out), np.array(offsets)
+
+
+def document(owner: str, kind: str, named: Iterable[tuple[str, str, frozenset]]) -> Document:
+    """A Document of the (name, code, bound names) units, fingerprinted."""
+    units, parts, start = [], [], 0
+    for name, raw, bound in named:
+        filtered, offsets = tokens_of(raw, bound)
+        units.append(Unit(name, raw, offsets, start, start + len(filtered)))
+        parts.append(filtered)
+        start += len(filtered)
+    doc = Document(owner, kind, units, "".join(parts))
+    doc.hashes, index = get_document_fingerprints(doc.filtered, NOISE, GUARANTEE - NOISE + 1)
+    pairs = [(h, i) for h, where in index.items() for i in where]
+    doc.kept = np.array([h for h, _ in pairs], dtype=np.int64)
+    doc.starts = np.array([i for _, i in pairs], dtype=int)
+    doc.covered = _mask(len(doc.filtered), doc.starts)
+    return doc
+
+
+def _mask(length: int, starts: np.ndarray) -> np.ndarray:
+    """Which of `length` positions the k-grams starting at `starts` cover."""
+    edges = np.zeros(length + NOISE + 1, int)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, starts + NOISE, -1)
+    return np.cumsum(edges)[:length] > 0
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the release gave every student: its code lines, as written (stripped) and
+    normalised, and the grade_ids of its locked cells (instructions, set-up, tests)."""
+
+    lines: frozenset[str]
+    locked: frozenset[str]
+
+    @classmethod
+    def of(cls, notebooks: Sequence[nbformat.NotebookNode]) -> Release:
+        lines: set[str] = set()
+        locked: set[str] = set()
+        for cell in (c for nb in notebooks for c in nb.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade_id") and not meta.get("solution"):
+                locked.add(meta["grade_id"])
+            if cell.cell_type == "code":
+                lines.update(_lines(cell.source))
+        return cls(frozenset(lines), frozenset(locked))
+
+
+def _lines(code: str) -> set[str]:
+    """The stripped lines of `code` as written and normalised."""
+    lines = {ln.strip() for ln in code.splitlines()}
+    try:
+        lines.update(ln.strip() for ln in _normalised(ast.parse(code)).splitlines())
+    except (SyntaxError, ValueError):
+        pass  # a cell with magics: its lines as written are enough
+    return lines
+
+
+def student_document(
+    student: str, submitted: Sequence[nbformat.NotebookNode], release: Release
+) -> Document:
+    """What `student` wrote: the functions and classes of their answer cells and added cells."""
+    named = [
+        unit
+        for nb in submitted
+        for c in nb.cells
+        if c.cell_type == "code"
+        and c.metadata.get("nbgrader", {}).get("grade_id") not in release.locked
+        for unit in units_of(c.source, release.lines)
+    ]
+    return document(student, "student", named)
+
+
+def solution_document(source: Sequence[nbformat.NotebookNode], release: Release) -> Document:
+    """The functions and classes of the instructor's solution cells."""
+    named = [
+        unit
+        for nb in source
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+        for unit in units_of(c.source, release.lines)
+    ]
+    return document("solution", "solution", named)
+
+
+def file_document(path: Path, owner: str, kind: str) -> Document | None:
+    """The functions and classes of a .py file or of every code cell of a notebook; None for
+    another kind of file or one that cannot be read."""
+    try:
+        if path.suffix == ".py":
+            return document(owner, kind, units_of(path.read_text(encoding="utf-8")))
+        if path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            cells = [c.source for c in nb.cells if c.cell_type == "code"]
+            return document(owner, kind, [u for code in cells for u in units_of(code)])
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
+
+
+def reference_documents() -> list[Document]:
+    """Each module of the kit's `cnn_core`, the answer key students could paste from."""
+    folder = KIT / "cnn_core"
+    found = [
+        file_document(p, f"cnn_core/{p.name}", "reference") for p in sorted(folder.glob("*.py"))
+    ]
+    return [d for d in found if d is not None and d.units]
+
+
+def earlier_documents(folders: Sequence[Path]) -> list[Document]:
+    """Every .py and .ipynb file under `folders` (earlier years, known public solutions), each
+    a document named by its path."""
+    docs = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file() and not any(p.startswith(".") for p in path.parts):
+                doc = file_document(path, str(path), "earlier")
+                if doc is not None and doc.units:
+                    docs.append(doc)
+    return docs
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def compare(a: Document, b: Document) -> Pair:
+    """How much of `a`'s and of `b`'s code the other's matches."""
+    shared = _shared(a, b)
+    matched_a, matched_b = _matched(a, shared), _matched(b, shared)
+    return Pair(
+        a.owner,
+        b.owner,
+        b.kind,
+        _share(matched_a, a.covered),
+        _share(matched_b, b.covered),
+        _copied_units(a, matched_a),
+        _copied_units(b, matched_b),
+    )
+
+
+def _shared(a: Document, b: Document) -> np.ndarray:
+    """The fingerprints two documents have in common."""
+    return np.fromiter(a.hashes & b.hashes, dtype=np.int64)
+
+
+def _matched(doc: Document, shared: np.ndarray) -> np.ndarray:
+    """Positions of `doc`'s filtered text inside a k-gram whose fingerprint is `shared`."""
+    return _mask(len(doc.filtered), doc.starts[np.isin(doc.kept, shared)]) & doc.covered
+
+
+def _share(matched: np.ndarray, covered: np.ndarray) -> float:
+    total = int(covered.sum())
+    return round(int(matched.sum()) / total, 4) if total else 0.0
+
+
+def _copied_units(doc: Document, matched: np.ndarray) -> list[str]:
+    """Names of `doc`'s functions long enough to count alone and matched over FUNCTION_SHARE."""
+    copied = []
+    for u in doc.units:
+        size = int(doc.covered[u.start : u.end].sum())
+        if size >= MIN_FUNCTION and matched[u.start : u.end].sum() >= FUNCTION_SHARE * size:
+            copied.append(u.name)
+    return copied
+
+
+def _quick_overlap(a: Document, b: Document) -> bool:
+    """Whether the two share enough hashes to be worth comparing in full: a function of
+    MIN_FUNCTION tokens copied whole shares at least a few."""
+    return len(a.hashes & b.hashes) * (GUARANTEE - NOISE + 1) >= FUNCTION_SHARE * MIN_FUNCTION / 2
+
+
+def _flag(pair: Pair, kind: str) -> str:
+    """The flag a compared pair earns ("" when none). Against the kit or the solution only the
+    student's side counts. Between two authors either side's share counts, but a function only
+    when each side has one matched: a short canonical function of one side, matched by longer
+    code of the other, is what two students write alike from the same lecture."""
+    if kind in ("reference", "solution"):
+        share, functions = pair.share_a, pair.functions_a
+    else:
+        share, functions = pair.share, pair.functions_a and pair.functions_b
+    if share < SHARE and not functions:
+        return ""
+    return {"reference": "copied-reference", "solution": "copied-solution"}.get(kind, "similar")
+
+
+def find_pairs(students: Sequence[Document], others: Sequence[Document]) -> list[Pair]:
+    """Every reported pair: each student against every other student and against `others`
+    (the kit, the solution, earlier years); highest share first."""
+    pairs = []
+    for i, a in enumerate(students):
+        for b in [*students[i + 1 :], *others]:
+            if not a.units or not b.units or not _quick_overlap(a, b):
+                continue
+            pair = compare(a, b)
+            pair.flag = _flag(pair, b.kind)
+            if pair.flag:
+                pairs.append(pair)
+    return sorted(pairs, key=lambda p: (-p.share, p.a, p.b))
+
+
+def flags_by_student(pairs: Sequence[Pair]) -> dict[str, list[dict]]:
+    """{student: [{"flag", "partner", "share", "functions"}]}: each student's side of every
+    reported pair (both students of a student pair)."""
+    found: dict[str, list[dict]] = {}
+    for p in pairs:
+        sides = [(p.a, p.b, p.share_a, p.functions_a)]
+        if p.kind == "student":
+            sides.append((p.b, p.a, p.share_b, p.functions_b))
+        for me, partner, share, functions in sides:
+            found.setdefault(me, []).append(
+                {"flag": p.flag, "partner": partner, "share": share, "functions": functions}
+            )
+    return found
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def write_reports(
+    out: Path, assignment: str, docs: dict[str, Document], pairs: list[Pair]
+) -> tuple[Path, Path]:
+    """similarity.json (every reported pair, and each student's flags) and similarity.html (the
+    pairs ranked, each with both sides' code and the matched regions marked) under `out`."""
+    record = {
+        "version": 1,
+        "assignment": assignment,
+        "settings": {
+            "share": SHARE,
+            "function_share": FUNCTION_SHARE,
+            "min_function": MIN_FUNCTION,
+        },
+        "pairs": [asdict(p) for p in pairs],
+        "students": flags_by_student(pairs),
+    }
+    data = write_atomic(out / "similarity.json", json.dumps(record, indent=1))
+    page = write_atomic(out / "similarity.html", _html(assignment, docs, pairs))
+    return data, page
+
+
+def flag_names(pairs: Sequence[Pair]) -> dict[str, list[str]]:
+    """{student: their distinct flags of the reported `pairs`, in FLAGS order}."""
+    found = flags_by_student(pairs)
+    return {s: [f for f in FLAGS if any(e["flag"] == f for e in v)] for s, v in found.items()}
+
+
+STYLE_EXTRA = """
+.pair { margin: 1.5rem 0; border-top: 1px solid #ccc; padding-top: 0.5rem; }
+body { max-width: 120rem; }
+.sides { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1rem; }
+.sides pre { background: #f6f8fa; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }
+mark { background: #ffd8a8; }
+td, th { padding: 0.2rem 0.6rem; text-align: left; }
+"""
+
+
+def _html(assignment: str, docs: dict[str, Document], pairs: list[Pair]) -> str:
+    e = html.escape
+    body = [
+        f"<h1>Similar code: {e(assignment)}</h1>",
+        "<p>For the course staff only: nothing here reaches the students, and no points were "
+        f"taken. A pair is listed when over {SHARE:.0%} of one side's code, or over "
+        f"{FUNCTION_SHARE:.0%} of one of its functions, is matched by the other's, after names, "
+        "comments and layout are set aside. The code is shown as it was compared: each function "
+        "reformatted, without comments, docstrings and the lines the release gave. Read it "
+        "before deciding anything: short functions written from the same lecture can look "
+        "alike.</p>",
+    ]
+    if not pairs:
+        body.append("<p>No pair is above the thresholds.</p>")
+        return html_page(f"Similarity {assignment}", body)
+    body.append(
+        "<table><tr><th>#</th><th>student</th><th>other</th><th>flag</th>"
+        "<th>share of each side matched</th><th>the student's functions matched</th></tr>"
+    )
+    for n, p in enumerate(pairs, 1):
+        body.append(
+            f"<tr><td><a href='#pair-{n}'>{n}</a></td><td>{e(p.a)}</td><td>{e(p.b)}</td>"
+            f"<td>{e(p.flag)}</td><td>{p.share_a:.0%} / {p.share_b:.0%}</td>"
+            f"<td>{e(', '.join(p.functions_a))}</td></tr>"
+        )
+    body.append("</table>")
+    for n, p in enumerate(pairs[:REPORT_PAIRS], 1):
+        a, b = docs[p.a], docs[p.b]
+        shared = _shared(a, b)
+        body += [
+            f"<div class='pair' id='pair-{n}'><h2>{n}. {e(p.a)} and {e(p.b)} ({e(p.flag)})</h2>",
+            "<div class='sides'>",
+            f"<div><h3>{e(p.a)}: {p.share_a:.0%} matched</h3>{_marked(a, _matched(a, shared))}</div>",
+            f"<div><h3>{e(p.b)}: {p.share_b:.0%} matched</h3>{_marked(b, _matched(b, shared))}</div>",
+            "</div></div>",
+        ]
+    return html_page(f"Similarity {assignment}", body, STYLE + STYLE_EXTRA)
+
+
+def _marked(doc: Document, matched: np.ndarray) -> str:
+    """Each unit of `doc` that has matched code, as <pre> with the matched regions in <mark>;
+    units without a match are named only."""
+    shown, quiet = [], []
+    for u in doc.units:
+        part = matched[u.start : u.end]
+        if not part.any():
+            quiet.append(u.name)
+            continue
+        shown.append(f"<pre>{_highlight(u, part)}</pre>")
+    if quiet:
+        shown.append(f"<p>not matched: {html.escape(', '.join(quiet))}</p>")
+    return "".join(shown)
+
+
+def _highlight(unit: Unit, part: np.ndarray) -> str:
+    """The unit's raw code, escaped, with the raw regions of its matched filtered runs marked."""
+    runs = _runs(part)
+    marks = np.zeros(len(unit.raw) + 1, int)
+    for s, e in runs:
+        rs, re_ = _raw_position(unit, s), _raw_position(unit, e)
+        marks[rs] += 1
+        marks[re_] -= 1
+    inside = np.cumsum(marks)[: len(unit.raw)] > 0
+    out, current = [], False
+    for ch, flag in zip(unit.raw, inside, strict=True):
+        if flag != current:
+            out.append("<mark>" if flag else "</mark>")
+            current = flag
+        out.append(html.escape(ch))
+    if current:
+        out.append("</mark>")
+    return "".join(out)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in `mask`."""
+    padded = np.concatenate([[False], mask, [False]]).astype(int)
+    change = np.flatnonzero(np.diff(padded))
+    return list(zip(change[::2].tolist(), change[1::2].tolist(), strict=True))
+
+
+def _raw_position(unit: Unit, filtered: int) -> int:
+    """The position in the unit's raw code of position `filtered` of its filtered code
+    (copydetect's mapping, as its own report uses it)."""
+    if len(unit.offsets) == 0:
+        return min(filtered, len(unit.raw))
+    i = np.clip(np.searchsorted(unit.offsets[:, 0], filtered), 0, len(unit.offsets) - 1)
+    return int(min(filtered + unit.offsets[i, 1], len(unit.raw)))
+
+
+# --------------------------------------------------------------------------- a batch
+
+
+def _notebooks(folder: Path) -> list[nbformat.NotebookNode]:
+    return [nbformat.read(p, as_version=4) for p in sorted(Path(folder).glob("*.ipynb"))]
+
+
+def compare_batch(
+    subs: Sequence[Submission], source: Path, released: Path, against: Sequence[Path] = ()
+) -> tuple[dict[str, Document], list[Pair]]:
+    """Every valid submission of `subs` against each other, the kit's `cnn_core`, the solution
+    cells of the notebooks in `source` and the files under `against`: the documents by owner,
+    and the reported pairs."""
+    release = Release.of(_notebooks(released))
+    students = []
+    for sub in subs:
+        if sub.status != "ok":
+            continue
+        try:
+            books = [nbformat.read(p, as_version=4) for p in sub.notebooks.values()]
+        except (OSError, ValueError):
+            continue  # unreadable: the grader reports it as invalid
+        students.append(student_document(sub.student_id, books, release))
+    others = [solution_document(_notebooks(source), release), *reference_documents()]
+    others += earlier_documents(against)
+    docs = {d.owner: d for d in [*students, *others]}
+    return docs, find_pairs(students, others)
