@@ -302,6 +302,29 @@ def similarity_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def gradescope_cmd(args: argparse.Namespace) -> int:
+    """Write an assignment's Gradescope autograder bundle."""
+    from autograder.grade import GradeError
+    from autograder.gradescope import BundleError, make_bundle
+    from autograder.release import ReleaseError
+
+    try:
+        path = make_bundle(
+            args.assignment,
+            Path(args.course),
+            Path(args.out),
+            args.visibility,
+            args.timeout,
+            args.force,
+        )
+    except (BundleError, GradeError, ReleaseError, ValueError) as err:
+        print(f"cnnkit gradescope: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: upload it as the autograder of a Gradescope programming assignment")
+    print("(Ubuntu 22.04 base image; students submit the notebook itself)")
+    return 0
+
+
 def feedback_cmd(args: argparse.Namespace) -> int:
     """Write the feedback of every graded student again, with the gradebook's marks now."""
     from autograder.grade import GradeError, feedback
@@ -490,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=release_cmd)
     _add_grade_parser(sub)
     _add_similarity_parser(sub)
+    _add_gradescope_parser(sub)
     p = sub.add_parser(
         "feedback",
         help="write students' feedback again with the graders' marks, for nbgrader release_feedback",
@@ -601,6 +625,22 @@ def _add_similarity_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default: <course>/grades/<assignment>)")
     _add_against(p)
     p.set_defaults(func=similarity_cmd)
+
+
+def _add_gradescope_parser(sub) -> None:
+    p = sub.add_parser("gradescope", help="make a Gradescope autograder bundle of an assignment")
+    p.add_argument("assignment", help="e.g. a1_convolution")
+    p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
+    p.add_argument("--out", default="autograder.zip", help="the zip to write (autograder.zip)")
+    p.add_argument(
+        "--visibility",
+        default="after_published",
+        choices=("hidden", "after_due_date", "after_published", "visible"),
+        help="when students see each test's points and messages (default: after_published)",
+    )
+    p.add_argument("--timeout", type=float, default=600.0, help="wall seconds per notebook")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=gradescope_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

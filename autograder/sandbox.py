@@ -484,6 +484,12 @@ def _tools() -> dict[str, str | None]:
     return {name: shutil.which(name) for name in ("unshare", "setpriv", "ip", "mount", "sh")}
 
 
+def namespace_problem() -> str | None:
+    """Why this machine cannot give runs namespaces of their own (they then run with per-process
+    limits only, and RunResult.isolation says so), or None when it can."""
+    return _namespace_problem()
+
+
 @functools.cache
 def _namespace_problem() -> str | None:
     """Why namespaces cannot be used here, or None when a trial run of the full set-up works."""
