@@ -3,25 +3,31 @@ batch, with the kit's reference sources (`cnn_core`), with the assignment's solu
 with any folders the course adds (earlier years, known public solutions).
 
 What is compared is each function and class a student defined in their answer cells and in the
-cells they added, without the lines the release gave them (signatures, docstrings, `YOUR CODE
+cells they added (at a cell's top level, under a module-level `if`, `try`, `with` or loop, or in a
+string run by `exec`), without the lines the release gave them (signatures, docstrings, `YOUR CODE
 HERE`). Module-level code (hand-computed answers, calls) is left out: every honest student writes
-`conv_params = 3 * 5 * 5 * 6 + 6` alike. Each function is first put in one layout (`ast.unparse`,
-no comments or docstrings), then tokenised with pygments: every name the author chose becomes one
-letter, while the names of what the code calls (`np.pad`, `.reshape`, `range`) stay, since
-renaming cannot change them; so renaming, reformatting and dropped comments change nothing. The
-fingerprints are copydetect's winnowing of k-gram hashes (MOSS's algorithm; copydetect is MIT and
-maintained), which does not depend on the order of the functions. copydetect's own tokeniser
-puts one letter for library names too, and on a1's short numeric functions that made
-independently written notebooks share over 70% of their code; its all-pairs loop took 55 s for
-300 students where this one takes about 20 (benchmarks/bench_similarity.py).
+`conv_params = 3 * 5 * 5 * 6 + 6` alike. Each function is first put in one layout (`ast.unparse`)
+without what changes nothing it does (comments, docstrings and other bare constants, `pass`,
+`_ = 0`, type annotations, `if True:`), then tokenised with pygments: every name the author chose
+anywhere in the notebook (variables, helpers, names imported from a module) becomes one letter,
+a module alias becomes its module (`npy.pad` reads `numpy.pad`), while the names of what the code
+calls (`numpy.pad`, `.reshape`, `range`) stay, since renaming cannot change them. The fingerprints
+are copydetect's winnowing (MOSS's algorithm; copydetect is MIT and maintained) of k-gram hashes
+that are the same in every process, which do not depend on the order of the functions. copydetect's
+own tokeniser puts one letter for library names too, and on a1's short numeric functions that
+made independently written notebooks share over 70% of their code; its all-pairs loop took 60 s
+for 300 students where this one takes about 24 (benchmarks/bench_similarity.py).
 
 A pair is reported when the code one side wrote is matched by the other's over `SHARE` of its
 fingerprinted tokens, or when a function of at least `MIN_FUNCTION` tokens on each side (on the
 student's side alone, against the kit or the solution) is matched over `FUNCTION_SHARE`: a copied
 function stands out even in a long notebook, while the short functions everyone writes alike
 count for little. The thresholds were tuned on four a1 notebooks written independently from the
-release: their pairs, and each against the solution, share at most 55% of their code and 83% of
-a function, while disguised copies share 90-100%. Nothing is taken from anyone's
+release: their pairs, and each against the solution, share at most 53% of their code and 86% of
+a function of theirs, while disguised copies share 90-100%, the cheap disguises a red-team trial
+tried included (every statement followed by `pass`, functions under `if True:` or in `exec`,
+numpy imported under another name, helpers renamed). Independent statements swapped in every
+function (six swaps in the solution's cells) still get past it: what k-grams cannot see. Nothing is taken from anyone's
 grade: the flags (`similar`, `copied-reference`, `copied-solution`) go to grades.csv and the staff's
 report, never into the students' feedback.
 """
@@ -29,6 +35,7 @@ report, never into the students' feedback.
 from __future__ import annotations
 
 import ast
+import hashlib
 import html
 import json
 from collections.abc import Iterable, Sequence
@@ -37,7 +44,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from copydetect.utils import get_document_fingerprints
+from copydetect.utils import winnow
 from pygments import token
 from pygments.lexers import PythonLexer
 
@@ -108,105 +115,212 @@ class Pair:
 # --------------------------------------------------------------------------- documents
 
 
-def units_of(code: str, given: frozenset[str] = frozenset()) -> list[tuple[str, str, frozenset]]:
-    """(name, code, names it binds) of each top-level function and class in `code`. The code is
-    normalised (`ast.unparse` without docstrings: one layout, no comments), then the lines in
-    `given` (the release's, normalised alike) are taken out; [] when `code` does not parse."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return []
+def units_of(code: str, given: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(name, code) of each function and class `code` defines outside any other (in a cell's
+    top level, or under its `if`, `try`, `with` or loop, or in a string it passes to `exec`),
+    normalised (`_normalised`), without the lines in `given` (the release's, normalised
+    alike); [] when `code` does not parse."""
     found = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            text = _normalised(node)
-            # the header stays: taken out, it would cut the k-grams where a body begins
-            lines = [ln for ln in text.splitlines() if ln.strip() not in given or _header(ln)]
-            if any(ln.strip() not in given for ln in lines):  # the student wrote some of it
-                found.append((node.name, "\n".join(lines), _bound(node)))
+    for node in _definitions(_parsed(code)):
+        text = _normalised(node)
+        # the header stays: taken out, it would cut the k-grams where a body begins
+        lines = [ln for ln in text.splitlines() if ln.strip() not in given or _header(ln)]
+        if any(ln.strip() not in given for ln in lines):  # the student wrote some of it
+            found.append((node.name, "\n".join(lines)))
     return found
+
+
+def _parsed(code: str) -> ast.Module:
+    """The syntax tree of a cell's `code` without its IPython magics and shell escapes."""
+    plain = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in code.splitlines())
+    try:
+        return ast.parse(plain)
+    except (SyntaxError, ValueError):
+        return ast.Module(body=[], type_ignores=[])
+
+
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _definitions(tree: ast.AST, depth: int = 0) -> list[ast.AST]:
+    """The functions and classes under `tree` that no other function or class encloses,
+    including those of code given to `exec` as a literal string (one level deep)."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, DEFINITIONS):
+            found.append(node)
+        elif isinstance(node, ast.Call) and _exec_of_literal(node) and depth == 0:
+            found += _definitions(_parsed(node.args[0].value), depth + 1)
+        elif not isinstance(node, (ast.Lambda, ast.expr_context)):
+            found += _definitions(node, depth)
+    return found
+
+
+def _exec_of_literal(call: ast.Call) -> bool:
+    return (
+        isinstance(call.func, ast.Name)
+        and call.func.id in ("exec", "eval", "compile")
+        and bool(call.args)
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    )
 
 
 def _header(line: str) -> bool:
     return line.lstrip().startswith(("def ", "async def ", "class "))
 
 
+class _Plain(ast.NodeTransformer):
+    """What changes nothing a program does, taken out: docstrings and other bare constants,
+    `pass`, `_ = <constant>`, type annotations; `if True:` replaced by its body."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                kept = [s for b in block for s in _kept(b)]
+                setattr(node, name, kept or ([ast.Pass()] if name == "body" else []))
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.returns = None
+        return self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        if node.value is None:
+            return ast.Pass()
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+
+def _kept(stmt: ast.stmt) -> list[ast.stmt]:
+    """`stmt` as kept by _Plain: [] for a no-op, the body of an `if True:`, else [stmt]."""
+    if isinstance(stmt, ast.Pass):
+        return []
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return []
+    if (
+        isinstance(stmt, ast.Assign)
+        and [getattr(t, "id", None) for t in stmt.targets] == ["_"]
+        and isinstance(stmt.value, ast.Constant)
+    ):
+        return []
+    if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Constant) and stmt.test.value:
+        return list(stmt.body)
+    return [stmt]
+
+
 def _normalised(node: ast.AST) -> str:
-    """`node`'s code in one layout, without comments and docstrings."""
-    for n in ast.walk(node):
-        body = getattr(n, "body", None)
-        if (
-            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module))
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            n.body = body[1:] or [ast.Pass()]
-    return ast.unparse(node)
+    """`node`'s code in one layout, without comments and what _Plain takes out."""
+    return ast.unparse(_Plain().visit(node))
 
 
-def _bound(node: ast.AST) -> frozenset[str]:
-    """The names the author chose in `node`: functions, classes, arguments, variables, aliases."""
-    names = set()
-    for n in ast.walk(node):
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(n.name)
+def names_of(code: str) -> tuple[set[str], dict[str, str]]:
+    """(the names `code` binds: functions, classes, arguments, variables, names imported from
+    a module; {module alias: the module}, e.g. {"np": "numpy"})."""
+    bound, aliases = set(), {}
+    for n in ast.walk(_parsed(code)):
+        if isinstance(n, DEFINITIONS):
+            bound.add(n.name)
         elif isinstance(n, ast.arg):
-            names.add(n.arg)
+            bound.add(n.arg)
         elif isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
-            names.add(n.id)
-        elif isinstance(n, ast.alias):
-            names.add(n.asname or n.name.split(".")[0])
-    return frozenset(names)
+            bound.add(n.id)
+        elif isinstance(n, ast.Import):
+            for a in n.names:
+                aliases[a.asname or a.name.split(".")[0]] = (
+                    a.name if a.asname else a.name.split(".")[0]
+                )
+        elif isinstance(n, ast.ImportFrom):  # a name brought in is one the author chose
+            bound.update(a.asname or a.name for a in n.names)
+    return bound, aliases
 
 
-def tokens_of(code: str, bound: frozenset[str]) -> tuple[str, np.ndarray]:
+def tokens_of(
+    code: str, bound: frozenset[str] | set[str], aliases: dict[str, str] | None = None
+) -> tuple[str, np.ndarray]:
     """`code` as the text that is fingerprinted, and copydetect's map of its positions back to
-    `code`: every name the author chose becomes "V" and every string "S", comments and layout
-    go; keywords, operators, numbers and the names of what the code calls or reads from outside
-    (`np.pad`, `.reshape`, `range`) stay, since renaming cannot change them."""
+    `code`: every name the author chose (`bound`) becomes "V", every string "S", an import
+    alias what it imports (`npy` -> `numpy`); comments and layout go; keywords, operators,
+    numbers, attribute names and the names of what the code calls from outside (`np.pad`,
+    `.reshape`, `range`) stay, since renaming cannot change them."""
+    aliases = aliases or {}
     out, offset, offsets = [], 0, [[0, 0]]
-    length = 0
+    length, previous = 0, ""
     for kind, text in PythonLexer().get_tokens(code):
         if kind in token.Text or kind in token.Comment:
             offsets.append([length - 1, offset])
             offset += len(text)
             continue
         if kind in token.Literal.String:
-            if text in ("'", '"'):
-                out.append('"')
-                length += 1
-                continue
-            text_out = "S"
-        elif kind in token.Name and text in bound:
-            text_out = "V"
+            text_out = '"' if text in ("'", '"') else "S"
+        elif kind in token.Name and previous != ".":
+            text_out = "V" if text in bound else aliases.get(text, text)
         else:
-            out.append(text)
-            length += len(text)
-            continue
+            text_out = text
+        previous = text
         out.append(text_out)
-        length += 1
-        offsets.append([length - 1, offset])
-        offset += len(text) - 1
+        length += len(text_out)
+        if text_out != text:
+            offsets.append([length - 1, offset])
+            offset += len(text) - len(text_out)
     return "".join(out), np.array(offsets)
 
 
-def document(owner: str, kind: str, named: Iterable[tuple[str, str, frozenset]]) -> Document:
-    """A Document of the (name, code, bound names) units, fingerprinted."""
+def document(
+    owner: str,
+    kind: str,
+    named: Iterable[tuple[str, str]],
+    codes: Iterable[str] = (),
+) -> Document:
+    """A Document of the (name, code) units, fingerprinted; the names the author chose and the
+    import aliases come from all of `codes` (every cell of the notebook, or the file), so a
+    helper renamed everywhere, or numpy imported as another name, changes nothing."""
+    bound: set[str] = set()
+    aliases: dict[str, str] = {}
+    for code in codes:
+        b, a = names_of(code)
+        bound |= b
+        aliases |= a
     units, parts, start = [], [], 0
-    for name, raw, bound in named:
-        filtered, offsets = tokens_of(raw, bound)
+    for name, raw in named:
+        filtered, offsets = tokens_of(raw, bound | names_of(raw)[0], aliases)
         units.append(Unit(name, raw, offsets, start, start + len(filtered)))
         parts.append(filtered)
         start += len(filtered)
     doc = Document(owner, kind, units, "".join(parts))
-    doc.hashes, index = get_document_fingerprints(doc.filtered, NOISE, GUARANTEE - NOISE + 1)
-    pairs = [(h, i) for h, where in index.items() for i in where]
-    doc.kept = np.array([h for h, _ in pairs], dtype=np.int64)
-    doc.starts = np.array([i for _, i in pairs], dtype=int)
+    doc.kept, doc.starts = _fingerprints(doc.filtered)
+    doc.hashes = set(doc.kept.tolist())
     doc.covered = _mask(len(doc.filtered), doc.starts)
     return doc
+
+
+def _fingerprints(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the hashes winnowing keeps, where each k-gram starts): copydetect's robust winnowing,
+    over a hash that is the same in every process (Python's `hash` of a string is not), so a
+    pair's shares never change from one run to the next."""
+    count = len(text) - NOISE + 1
+    if count <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, int)
+    grams = np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(text[i : i + NOISE].encode(), digest_size=8).digest(),
+                "little",
+                signed=True,
+            )
+            for i in range(count)
+        ],
+        dtype=np.int64,
+    )
+    kept, starts = winnow(grams, GUARANTEE - NOISE + 1, remove_duplicates=False)
+    return np.asarray(kept, dtype=np.int64), np.asarray(starts, dtype=int)
 
 
 def _mask(length: int, starts: np.ndarray) -> np.ndarray:
@@ -241,38 +355,33 @@ class Release:
 def _lines(code: str) -> set[str]:
     """The stripped lines of `code` as written and normalised."""
     lines = {ln.strip() for ln in code.splitlines()}
-    try:
-        lines.update(ln.strip() for ln in _normalised(ast.parse(code)).splitlines())
-    except (SyntaxError, ValueError):
-        pass  # a cell with magics: its lines as written are enough
-    return lines
+    return lines | {ln.strip() for ln in _normalised(_parsed(code)).splitlines()}
 
 
 def student_document(
     student: str, submitted: Sequence[nbformat.NotebookNode], release: Release
 ) -> Document:
     """What `student` wrote: the functions and classes of their answer cells and added cells."""
+    cells = [c for nb in submitted for c in nb.cells if c.cell_type == "code"]
     named = [
         unit
-        for nb in submitted
-        for c in nb.cells
-        if c.cell_type == "code"
-        and c.metadata.get("nbgrader", {}).get("grade_id") not in release.locked
+        for c in cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") not in release.locked
         for unit in units_of(c.source, release.lines)
     ]
-    return document(student, "student", named)
+    return document(student, "student", named, [c.source for c in cells])
 
 
 def solution_document(source: Sequence[nbformat.NotebookNode], release: Release) -> Document:
     """The functions and classes of the instructor's solution cells."""
+    cells = [c for nb in source for c in nb.cells if c.cell_type == "code"]
     named = [
         unit
-        for nb in source
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+        for c in cells
+        if c.metadata.get("nbgrader", {}).get("solution")
         for unit in units_of(c.source, release.lines)
     ]
-    return document("solution", "solution", named)
+    return document("solution", "solution", named, [c.source for c in cells])
 
 
 def file_document(path: Path, owner: str, kind: str) -> Document | None:
@@ -280,11 +389,12 @@ def file_document(path: Path, owner: str, kind: str) -> Document | None:
     another kind of file or one that cannot be read."""
     try:
         if path.suffix == ".py":
-            return document(owner, kind, units_of(path.read_text(encoding="utf-8")))
+            code = path.read_text(encoding="utf-8")
+            return document(owner, kind, units_of(code), [code])
         if path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
             cells = [c.source for c in nb.cells if c.cell_type == "code"]
-            return document(owner, kind, [u for code in cells for u in units_of(code)])
+            return document(owner, kind, [u for code in cells for u in units_of(code)], cells)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return None

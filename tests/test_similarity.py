@@ -8,6 +8,8 @@ import ast
 import itertools
 import json
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -224,3 +226,64 @@ def test_cells_that_do_not_parse_are_left_out(bad):
     nb = _with_cells(_independent("loops"), {"conv1d": bad})
     doc = _doc("gus", nb)
     assert "conv1d" not in [u.name for u in doc.units] and doc.units
+
+
+def _every_statement(code: str, filler: str) -> str:
+    """`code` with the statement `filler` after every statement of every block."""
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                setattr(node, name, [s for b in block for s in (b, ast.parse(filler).body[0])])
+    return ast.unparse(tree)
+
+
+def _indented(code: str, header: str) -> str:
+    return header + "\n" + "\n".join("    " + ln for ln in code.splitlines())
+
+
+TRICKS = {
+    "under if True": lambda code: _indented(code, "if True:"),
+    "under if __name__": lambda code: _indented(code, 'if __name__ == "__main__":'),
+    "run by exec": lambda code: f"exec({code!r})",
+    "pass after every statement": lambda code: _every_statement(code, "pass"),
+    "a string after every statement": lambda code: _every_statement(code, "'step'"),
+    "_ = 0 after every statement": lambda code: _every_statement(code, "_ = 0"),
+    "numpy under another name": lambda code: (
+        "import numpy as npy\n" + re.sub(r"\bnp\.", "npy.", code)
+    ),
+    "helpers renamed": lambda code: re.sub(r"\b_(out_len|pad_input)\b", r"helper_\1", code),
+}
+
+
+@pytest.mark.parametrize("trick", list(TRICKS))
+def test_cheap_disguises_of_a_copy_are_seen_through(trick):
+    """What a student trying to hide a copy tried first (a red-team trial): each still flags."""
+    original = _independent("loops")
+    copied = {g: TRICKS[trick](code) for g, code in _answer_cells(original).items()}
+    docs = [_doc("ann", original), _doc("ben", _with_cells(original, copied))]
+    pairs = _pairs(docs)
+    assert [(p.a, p.b, p.flag) for p in pairs] == [("ann", "ben", "similar")], trick
+    assert pairs[0].share > 0.9
+
+
+def test_shares_are_the_same_in_every_process():
+    """Fingerprints use a hash that does not change between runs (Python's str hash does)."""
+    code = (
+        "from autograder import similarity\n"
+        "from autograder.synthetic import STUDENTS\n"
+        "import nbformat\n"
+        "rel = similarity.Release.of([nbformat.read('assignments/a1_convolution/"
+        "a1_convolution.ipynb', 4)])\n"
+        "a, b = (similarity.student_document(s, [nbformat.read(STUDENTS / 'a1_convolution' / "
+        "f'{s}.ipynb', 4)], rel) for s in ('loops', 'offsets'))\n"
+        "print(similarity.compare(a, b).share)\n"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1
