@@ -218,6 +218,7 @@ def grade_cmd(args: argparse.Namespace) -> int:
             max_output_mb=args.max_output_mb,
             max_processes=args.max_processes,
             case_timeout=args.case_timeout,
+            disk_mb=args.disk_mb,
         )
         batch = grade(
             args.assignment,
@@ -571,7 +572,18 @@ def _add_grade_parser(sub) -> None:
         default=10.0,
         help="seconds one hidden case of the output checks may run before it is stopped",
     )
-    p.add_argument("--memory-mb", type=int, default=2048, help="memory per process, MB")
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        default=2048,
+        help="memory of a whole run, all its processes together (a control group), MB",
+    )
+    p.add_argument(
+        "--disk-mb",
+        type=int,
+        default=512,
+        help="what a run can write (its folder, on a tmpfs that counts as memory too), MB",
+    )
     p.add_argument(
         "--max-output-mb",
         type=int,
@@ -583,7 +595,7 @@ def _add_grade_parser(sub) -> None:
         "--max-processes",
         type=int,
         default=256,
-        help="processes and threads a submission may run at once",
+        help="processes and threads a run may have at once",
     )
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     p.add_argument(

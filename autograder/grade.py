@@ -49,7 +49,6 @@ import nbformat
 from tqdm.auto import tqdm
 
 from autograder import curves, outputs, report
-from autograder._run_child import amount
 from autograder.class_summary import write_summary_html
 from autograder.collect import Submission, find_submissions, unsafe_id_problem
 from autograder.gradebook import (
@@ -64,6 +63,7 @@ from autograder.gradebook import (
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
+from autograder.sandbox.child import amount
 from autograder.secret import course_secret, fingerprint, student_key
 from autograder.similarity import Pair, compare_batch, flag_names
 from autograder.similarity import write_reports as write_similarity
@@ -333,9 +333,11 @@ def grade_submission(
     flags = list(static) if static is not None else _static_flags(setup, books)
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
+    isolation: dict[str, str] = {}
     for book in books:
         graded = _run_with_skips(setup, sub, book, workroot)
         run = graded.run
+        isolation |= run.isolation
         seconds, attempts = seconds + graded.seconds, attempts + graded.attempts
         flags += [FlagNote(s.status, f"{book.name}: {s.reason}") for s in graded.skips]
         flags += _run_flags(book.name, run)
@@ -363,6 +365,7 @@ def grade_submission(
         round(seconds, 3),
         attempts,
         read_timestamp(sub.folder),
+        isolation,
     )
 
 

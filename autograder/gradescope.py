@@ -247,7 +247,7 @@ def _grade_ids(nb: nbformat.NotebookNode) -> set[str]:
 def _graded(top: Path, config: dict, student: str) -> dict:
     """Gradescope's results of grading the submission as `cnnkit grade` grades one student."""
     from autograder.grade import grade
-    from autograder.sandbox import Limits, namespace_problem
+    from autograder.sandbox import Limits
 
     assignment = config["assignment"]
     with _workspace(top, config, student) as (course, subs, out):
@@ -262,11 +262,10 @@ def _graded(top: Path, config: dict, student: str) -> dict:
             similarity=False,
         )
         results = json.loads((out / "gradescope" / student / "results.json").read_text())
-    problem = namespace_problem()
-    held = (
-        "Sandbox: namespaces, an unprivileged user of its own, no network, time and memory limits."
-        if problem is None
-        else f"Sandbox: time and memory limits per process only ({problem})."
+    isolation = batch.outcomes[0].isolation
+    held = "Sandbox: " + (
+        "; ".join(f"{aspect}: {what}" for aspect, what in isolation.items())
+        or "the notebook was not run"
     )
     print(f"{student}: {batch.outcomes[0].score:g} points; {held}")
     for test in results["tests"]:

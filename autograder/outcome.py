@@ -25,7 +25,7 @@ FLAGS = (
     "fabricated-curve",
     "output-truncated",  # informational: costs no points
 )
-RECORD_VERSION = 2  # 2: the submission's timestamp
+RECORD_VERSION = 3  # 2: the submission's timestamp; 3: what the sandbox held
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class Outcome:
     seconds: float = 0.0
     attempts: int = 0  # sandbox runs it took (a crashed run is retried once)
     timestamp: str | None = None  # the submission's timestamp.txt, as nbgrader submit wrote it
+    # what the sandbox enforced in the last run, by aspect (network, memory, group, ...): where a
+    # machine could not give a control group or namespaces, it says so
+    isolation: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from autograder.cli import main
 from autograder.collect import find_submissions
 from autograder.gradebook import db_url
 from autograder.release import ASSIGNMENTS, KIT_ROOT, SOLUTIONS, release
-from autograder.sandbox import Limits
+from autograder.sandbox import Limits, groups
 from autograder.secret import SECRET, student_key
 from autograder.synthetic import BUGS, expected, make_class
 
@@ -169,6 +170,13 @@ def test_partial_credit_names_the_failing_cases(graded):
         )
         for m in backward.messages
     )
+
+
+def test_no_control_group_is_left_after_the_batch(graded):
+    assert groups.of_grader(os.getpid()) == []
+    _, _, batch = graded
+    held = outcome(batch, "full-marks").isolation
+    assert held["group"].startswith(("cgroup v", "none: ")) and "network" in held
 
 
 def test_failures_have_reasons(graded):

@@ -19,10 +19,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import _run_child, sandbox
-from autograder.sandbox import GRACE, Limits, run_notebook
+from autograder.sandbox import GRACE, Limits, groups, run_notebook
+from autograder.sandbox import child as _run_child
+from autograder.sandbox import run as sandbox
 
 NAMESPACES = sandbox._namespace_problem() is None
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "CNNKIT_TEST_GRADER_SECRET"
 STUDENT_UID, OTHER_UID = 200_001, 200_002  # like the batch grader's 200000 + slot
 needs_namespaces = pytest.mark.skipif(
@@ -39,7 +41,7 @@ needs_namespaces = pytest.mark.skipif(
 )
 def uid(request) -> int | None:
     """Both ways a run starts: without a uid, a new interpreter in namespaces; with one, a
-    fork of this thread's server (autograder/_zygote.py)."""
+    fork of this thread's server (autograder/sandbox/forkserver.py)."""
     return request.param
 
 
@@ -389,7 +391,8 @@ def test_as_a_uid_the_student_reads_neither_hidden_paths_nor_other_workdirs(open
     info = workdir.stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (STUDENT_UID,) * 2 + (0o700,)
     assert (workdir / ".home" / "tmp").stat().st_uid == STUDENT_UID
-    assert (workdir / "written.txt").read_text() == "by the student"  # the caller still reads
+    # what the student wrote stayed in the run's tmpfs: the caller's copy is as it was
+    assert not (workdir / "written.txt").exists()
     assert solutions.joinpath("answer.py").read_text() == "ANSWER = 42"  # hidden, not harmed
     shutil.rmtree(workdir)  # and deletes
     assert not workdir.exists()
@@ -407,7 +410,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 plt.plot(np.arange(3))
 plt.savefig("plot.png")
-print(os.getuid(), repr(open("key.txt").read()), sorted(os.listdir("..")))"""
+print(os.getuid(), os.stat("plot.png").st_uid, repr(open("key.txt").read()), sorted(os.listdir("..")))"""
     path, workdir = make_notebook(tmp_path, plot)
     (workdir / "key.txt").write_text("the answer key")
     (tmp_path / "neighbour.txt").write_text("not needed by the run")
@@ -415,8 +418,7 @@ print(os.getuid(), repr(open("key.txt").read()), sorted(os.listdir("..")))"""
         path, workdir, Limits(timeout=60), hide=[workdir / "key.txt"], uid=STUDENT_UID
     )
     assert (result.status, result.reason) == ("ok", "")
-    assert stdout(result.notebook) == f"{STUDENT_UID} '' ['work']\n"
-    assert (workdir / "plot.png").stat().st_uid == STUDENT_UID
+    assert stdout(result.notebook) == f"{STUDENT_UID} {STUDENT_UID} '' ['work']\n"
     assert (workdir / "key.txt").read_text() == "the answer key"
     assert result.isolation["hidden"] == "1 path hidden"
 
@@ -602,3 +604,164 @@ def test_a_uid_that_is_not_an_unprivileged_int_is_refused(tmp_path, uid):
     with pytest.raises(ValueError, match="uid must be an int"):
         run_notebook(path, workdir, uid=uid)
     assert not (workdir / ".home").exists()
+
+
+# --------------------------------------------------------------------------- one budget per run
+
+GROUPS = groups.create(64, 16)
+if GROUPS[0] is not None:
+    GROUPS[0].remove()
+needs_groups = pytest.mark.skipif(GROUPS[0] is None, reason=GROUPS[1] or "control groups")
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError("MemAvailable")
+
+
+def _lowest_while(run, measure) -> tuple[object, float]:
+    """(run()'s result, the lowest value `measure()` gave while it ran, every 20 ms)."""
+    low, done = [measure()], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            low.append(measure())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run()
+    finally:
+        done.set()
+        watcher.join()
+    return result, min(low)
+
+
+@needs_groups
+def test_processes_of_one_run_share_its_memory_budget(tmp_path, uid):
+    """8 processes touching 1.2 GB each, under a 2000 MB budget: the run ends as `memory`
+    naming the cell, and the machine never lends it more than the budget (plus a margin for
+    the page cache and the grader's own moves)."""
+    pool = """
+import multiprocessing as mp
+import numpy as np
+def touch(i):
+    return float(np.ones(int(1.2 * 2**30) // 8).sum())
+with mp.Pool(8) as pool:
+    print(pool.map(touch, range(8)))"""
+    path, workdir = make_notebook(tmp_path, "x = 1", pool, "print('after')")
+    limits = Limits(timeout=90, cell_timeout=40, memory_mb=2000)
+    before = _available_mb()
+    result, lowest = _lowest_while(
+        lambda: run_notebook(path, workdir, limits, uid=uid), _available_mb
+    )
+    assert result.status == "memory" and result.cell == 1
+    assert "2000 MB memory budget" in result.reason and "out-of-memory killer" in result.reason
+    assert before - lowest < 2000 + 600
+    assert result.isolation["group"].startswith("cgroup v")
+    assert groups.of_grader(os.getpid()) == [] and survivors(workdir) == []
+
+
+@needs_groups
+@needs_namespaces
+def test_a_fork_loop_stops_at_the_run_s_process_limit_and_leaves_nothing(tmp_path):
+    loop = """
+import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(3600)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    print(n < 64, type(exc).__name__)"""
+    path, workdir = make_notebook(tmp_path, loop)
+    result = run_notebook(path, workdir, Limits(timeout=60, max_processes=64), uid=STUDENT_UID)
+    assert (result.status, stdout(result.notebook)) == ("ok", "True BlockingIOError\n")
+    assert "64 processes for the whole run" in result.isolation["group"]
+    assert survivors(workdir) == [] and groups.of_grader(os.getpid()) == []
+    # the next run is graded as usual
+    (tmp_path / "next").mkdir()
+    path, workdir = make_notebook(tmp_path / "next", "print(6 * 7)")
+    assert stdout(run_notebook(path, workdir, Limits(timeout=60), uid=STUDENT_UID).notebook) == (
+        "42\n"
+    )
+
+
+@needs_namespaces
+def test_a_writer_stops_at_the_disk_budget_and_the_machine_s_disk_is_spared(tmp_path, uid):
+    """30 MB files in a loop into its folder, its home and /tmp, 3 GB in all: the writes fail
+    at the 200 MB budget (ENOSPC; /tmp is read-only) and the run goes on to its end."""
+    writer = """
+import errno, os
+written, stopped = 0, {}
+chunk = b"x" * (30 * 2**20)
+for target in (".", os.environ["HOME"], "/tmp"):
+    try:
+        for i in range(34):
+            with open(os.path.join(target, f"big{i}.bin"), "wb") as f:
+                f.write(chunk)
+            written += 30
+    except OSError as exc:
+        stopped[target == "/tmp" and "tmp" or "work"] = errno.errorcode[exc.errno]
+print(written <= 200, sorted(set(stopped.values())))"""
+    path, workdir = make_notebook(tmp_path, writer, "print('after')")
+
+    def free_mb() -> float:
+        stat_ = os.statvfs(workdir)
+        return stat_.f_bavail * stat_.f_frsize / 2**20
+
+    before = free_mb()
+    limits = Limits(timeout=60, disk_mb=200, max_output_mb=50)
+    result, lowest = _lowest_while(lambda: run_notebook(path, workdir, limits, uid=uid), free_mb)
+    assert result.status == "ok" and result.completed
+    assert stdout(result.notebook) == "True ['ENOSPC', 'EROFS']\nafter\n"
+    assert before - lowest < 200 + 100
+    assert not list(workdir.glob("big*.bin"))  # the copy outside was left as it was
+    assert "200 MB tmpfs" in result.isolation["filesystem"]
+
+
+def test_without_a_group_the_per_process_limits_still_hold(tmp_path, uid):
+    path, workdir = make_notebook(
+        tmp_path, "import numpy as np\na = np.ones(2**29)  # 4 GB", "print('after')"
+    )
+    limits = Limits(timeout=60, memory_mb=1024, groups=False)
+    result = run_notebook(path, workdir, limits, uid=uid)
+    assert result.status == "memory" and "MemoryError" in result.reason
+    assert result.isolation["group"].startswith("none: control groups turned off")
+    assert result.isolation["memory"] == "RLIMIT_AS 1024 MB per process"
+
+
+@needs_groups
+@needs_namespaces
+def test_the_group_of_a_sigkilled_grader_is_swept_by_the_next(tmp_path):
+    """A grader killed mid-run cannot remove its group: the run dies with the grader (its
+    server does), and the next grader to make a group removes the one left."""
+    path, workdir = make_notebook(tmp_path, "while True: pass")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from autograder.sandbox import Limits, run_notebook\n"
+        f"run_notebook(Path({str(path)!r}), Path({str(workdir)!r}), Limits(timeout=120), "
+        f"uid={OTHER_UID})\n"
+    )
+    grader = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+
+    def left() -> list[Path]:
+        return groups.of_grader(grader.pid)
+
+    try:
+        assert wait_until(lambda: left() and survivors(workdir), 60)
+    finally:
+        grader.kill()
+        grader.wait()
+    folders = left()
+    assert folders and wait_until(lambda: survivors(workdir) == [], 10)
+    for folder in folders:
+        assert folder.parent.name == groups.FOLDER
+        assert folder in groups.sweep(folder.parent)
+    assert left() == []

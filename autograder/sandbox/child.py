@@ -1,6 +1,6 @@
 """The sandbox's child: execute one notebook inside the student's process tree and report.
 
-autograder.sandbox starts this file as a script with `python -I` (or its forking server calls
+autograder.sandbox.run starts this file as a script with `python -I` (or its forking server calls
 `run`), so neither the working folder (the student's) nor environment variables can shadow the
 modules it imports. It reads the notebook (nbformat JSON, already validated by the parent)
 from stdin and writes to stdout a line {"started": index} as each code cell starts (so that the
@@ -16,7 +16,7 @@ Order matters in run(): the resource limits and the umask come first, so the ker
 everything the student starts inherit them; the result channel is moved off fd 1 before the
 kernel starts. The kernel is a fork of the runner (`KernelFork`), made before the runner has a
 thread or an event loop, rather than a new interpreter: under the forking server
-(`_zygote.py`, which calls `run`) its modules are imported already. The runner may run as the
+(`forkserver.py`, which calls `run`) its modules are imported already. The runner may run as the
 student's unprivileged uid (see autograder.sandbox): it needs nothing but the interpreter, its
 packages and the working folder.
 """
@@ -452,8 +452,10 @@ def _be_kernel(go: int) -> NoReturn:
     try:
         from ipykernel.kernelapp import IPKernelApp
 
-        # what `python -m ipykernel_launcher -f <file>` would show
-        sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin, "-f", connection_file]
+        # what `python -m ipykernel_launcher -f <file>` would show; the command history in
+        # memory, not in a database on the run's disk, which the student may fill
+        launcher = importlib.util.find_spec("ipykernel_launcher").origin
+        sys.argv = [launcher, "-f", connection_file, "--HistoryManager.hist_file=:memory:"]
         IPKernelApp.launch_instance(argv=sys.argv[1:])
     finally:
         os._exit(0)

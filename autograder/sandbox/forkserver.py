@@ -20,7 +20,7 @@ this server's memory, which every later run inherits. Then, like `unshare --net 
 2. a new pid namespace, whose init it forks: the init mounts a fresh /proc, drops every
    capability (bounding, ambient, inheritable, permitted, effective), takes the uid and gid
    without groups, sets no_new_privs, checks in /proc/self/status that no capability is left,
-   and becomes the runner (`_run_child.run`), reading the notebook from stdin.
+   and becomes the runner (`child.run`), reading the notebook from stdin.
 
 Every process here dies with its parent (PR_SET_PDEATHSIG): the server with the grader thread
 that started it, a run with the server, the namespace's init with the run's top process (set
@@ -48,14 +48,14 @@ from typing import NoReturn
 
 def _runner() -> ModuleType:
     """The runner module next to this file (not whichever `autograder` is installed)."""
-    path = Path(__file__).with_name("_run_child.py")
-    spec = importlib.util.spec_from_file_location("_run_child", path)
+    path = Path(__file__).with_name("child.py")
+    spec = importlib.util.spec_from_file_location("cnnkit_sandbox_child", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_run_child = _runner()  # first: it keeps jsonschema from building its RFC 3987 grammar
+_child = _runner()  # first: it keeps jsonschema from building its RFC 3987 grammar
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PR_CAPBSET_DROP = 24
@@ -155,6 +155,8 @@ def _top(fds: list[int], server: int) -> NoReturn:
             os.dup2(fd, target)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         request = _read_request()
+        for procs in request.get("cgroups", []):  # first: all the run starts is counted there
+            Path(procs).write_text(str(os.getpid()))
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["workdir"])
@@ -219,7 +221,7 @@ def _init(request: dict, lifeline: int) -> NoReturn:
     except BaseException as exc:
         print(f"sandbox set-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         os._exit(1)
-    _run_child.run(argparse.Namespace(**request["runner"]))
+    _child.run(argparse.Namespace(**request["runner"]))
 
 
 def _drop_privileges(uid: int) -> None:

@@ -2,7 +2,7 @@
 executed notebook as data.
 
 The parent (this module) never runs student code. It starts the child entry point
-(`_run_child.py`, which runs nbclient and the kernel) in a new session and, where the machine
+(`child.py`, which runs nbclient and the kernel) in a new session and, where the machine
 allows it, inside fresh namespaces:
 
 - `unshare --net`: no network; the namespace's own loopback is brought up for the kernel's ZMQ
@@ -17,7 +17,7 @@ allows it, inside fresh namespaces:
   mounts, leave the namespaces or raise the resource limits.
 
 With `uid` (as the grader always runs), the same namespaces, set-up and privilege drop come
-from a forking server instead (`_zygote.py`, one per grader thread): it has imported the
+from a forking server instead (`forkserver.py`, one per grader thread): it has imported the
 runner's and kernel's modules (nbclient, ipykernel, numpy, matplotlib, numba) once, and each
 run is a fork of it that enters its own namespaces, runs the same set-up commands and drops its
 privileges itself; the runner in turn forks the kernel rather than starting an interpreter.
@@ -38,8 +38,13 @@ only, by a read-only tmpfs holding just those paths, bound from the original.
 tests, the gradebook): before privileges are dropped each folder gets an empty read-only tmpfs
 mounted over it and each file a read-only bind of /dev/null (it reads as empty).
 
-The child sets RLIMIT_AS (memory_mb), RLIMIT_FSIZE (max_output_mb) and RLIMIT_CORE (0) before
-the kernel starts; it kills the kernel when a cell runs past `cell_timeout` or the notebook
+Every process of the run is in one control group (`groups.py`) holding memory_mb and
+max_processes for the whole tree: the first process enters it before anything else (the
+forking server's fork writes its own pid; a new interpreter is started by a shell that does),
+and the group is removed, whatever is left in it killed, when the run ends. The work folder is
+a tmpfs of disk_mb holding a copy of it, so what the run writes is bounded and never reaches
+the grader's disk. The child sets RLIMIT_AS (memory_mb), RLIMIT_FSIZE (max_output_mb) and
+RLIMIT_CORE (0) before the kernel starts; it kills the kernel when a cell runs past `cell_timeout` or the notebook
 past `timeout` (keeping the partial notebook, and saying in which cell it stopped), and cuts the
 captured output to max_output_mb (a tenth of it per cell, keeping each cell's head and tail).
 The parent hard-kills the whole tree GRACE seconds after `timeout` whatever happened inside.
@@ -59,8 +64,9 @@ What remains open, even with `uid` and `hide`:
   way to the interpreter or workdir makes the run fail rather than be worked around;
 - other writable mounts (say /run/user/...) stay shared between runs, guarded only by their
   modes and the runner's umask 077;
-- memory is limited per process, not per tree (RLIMIT_AS), and processes per uid
-  (RLIMIT_NPROC, with `uid` only: root's count is the whole machine's);
+- where no control group can be made (`groups.create` says why), memory is limited per
+  process, not per tree (RLIMIT_AS), and processes per uid (RLIMIT_NPROC, with `uid` only:
+  root's count is the whole machine's);
 - /proc/self/mountinfo shows the student which paths are hidden (their names, not contents);
 - without namespaces (`_namespace_problem()`), neither uid nor hide is enforced: the run goes
   ahead as the grader's own user and `isolation` says so. `isolation` in the result always
@@ -93,11 +99,12 @@ from pathlib import Path
 
 import nbformat
 
-from autograder._run_child import describe_exit, is_alive, kill_descendants
+from autograder.sandbox import groups
+from autograder.sandbox.child import describe_exit, is_alive, kill_descendants
 
 MB = 2**20
-RUNNER = Path(__file__).with_name("_run_child.py")
-SERVER = Path(__file__).with_name("_zygote.py")
+RUNNER = Path(__file__).with_name("child.py")
+SERVER = Path(__file__).with_name("forkserver.py")
 SHM_MB = 64  # size of each run's own /dev/shm
 GRACE = 5.0  # seconds past `timeout` the runner has to hand back a partial notebook
 CHUNK = 64 * 1024  # bytes per pipe read or write
@@ -123,18 +130,25 @@ class Limits:
     # nbclient per-cell timeout, seconds; None: the whole notebook's (the grader sets the
     # assignment's own when it is None)
     cell_timeout: float | None = None
-    # RLIMIT_AS of each of the student's processes, on top of what the kernel starts with
+    # memory of the whole run, every process it starts together (a control group; where none
+    # can be made, each process's RLIMIT_AS alone); each process is also held to it
     memory_mb: int = 2048
     # the captured output is cut to this (each cell to a tenth of it, at least 1 MB); each file
     # written and the input notebook are limited to it
     max_output_mb: int = 50
-    max_processes: int = 256  # processes and threads of the student's uid (RLIMIT_NPROC)
+    # processes and threads of the whole run (a control group), and of the student's uid
+    # (RLIMIT_NPROC)
+    max_processes: int = 256
     network: bool = False  # False: no network for the student's code
     case_timeout: float = 10.0  # seconds per case of the grader's output checks
+    # what the run can write, MB: its work folder, /tmp and /var/tmp share one tmpfs of this
+    # size (its pages count against memory_mb too); with namespaces only
+    disk_mb: int = 512
+    groups: bool = True  # False: no control groups, the per-process limits alone
 
     def __post_init__(self) -> None:
         names = ("timeout", "cell_timeout", "memory_mb", "max_output_mb", "max_processes")
-        for name in (*names, "case_timeout"):
+        for name in (*names, "case_timeout", "disk_mb"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {value}")
@@ -198,33 +212,72 @@ def run_notebook(
         return RunResult("invalid", str(exc), None, time.monotonic() - started)
     environment = _environment(workdir, env or {})  # makes .home, so it is chowned below
     problem = _namespace_problem()
-    isolation = _isolation(limits, problem, uid, hidden)
+    group, no_group = (
+        groups.create(limits.memory_mb, limits.max_processes)
+        if limits.groups
+        else (
+            None,
+            "control groups turned off (Limits.groups)",
+        )
+    )
+    isolation = _isolation(limits, problem, uid, hidden) | _grouped(limits, group, no_group)
     options = _runner_options(limits, started + limits.timeout)
-    if uid is not None and problem is None:
-        _hand_over(workdir, uid)
-        request = {
-            "workdir": str(workdir),
-            "uid": uid,
-            "env": environment,
-            "network": limits.network,
-            "sh": _tools()["sh"],
-            "setup": _setup(limits.network, workdir, uid, hidden),
-            "runner": options,
-        }
-        preamble = json.dumps(request).encode()
-        launch, source = _spawn, b"%d\n" % len(preamble) + preamble + source
-    else:
-        argv = _command(options, problem, limits.network, workdir, hidden)
-        launch = functools.partial(_start, argv, workdir, environment)
-    cap = limits.max_output_mb * MB + len(source) + MB  # outputs + the notebook's own text
-    with launch() as proc:
-        try:
-            out, err, ending = _exchange(proc, source, started + limits.timeout + GRACE, cap)
-        finally:
-            _kill_tree(proc)
-        err += _drain(proc.stderr)
+    try:
+        if uid is not None and problem is None:
+            _hand_over(workdir, uid)
+            request = {
+                "workdir": str(workdir),
+                "uid": uid,
+                "env": environment,
+                "network": limits.network,
+                "sh": _tools()["sh"],
+                "setup": _setup(limits, workdir, uid, hidden),
+                "runner": options,
+                "cgroups": [str(p) for p in group.procs] if group else [],
+            }
+            preamble = json.dumps(request).encode()
+            launch, source = _spawn, b"%d\n" % len(preamble) + preamble + source
+        else:
+            argv = _entering(group, _command(options, problem, limits, workdir, hidden))
+            launch = functools.partial(_start, argv, workdir, environment)
+        cap = limits.max_output_mb * MB + len(source) + MB  # outputs + the notebook's own text
+        with launch() as proc:
+            try:
+                out, err, ending = _exchange(proc, source, started + limits.timeout + GRACE, cap)
+            finally:
+                _kill_tree(proc)
+            err += _drain(proc.stderr)
+        killed = group.oom_kills() if group else 0
+    finally:
+        if group is not None:
+            group.remove()
     verdict = _verdict(out, err[-STDERR_TAIL:], ending, proc.returncode, limits)
+    if killed and not verdict.completed and verdict.status != "invalid":
+        why = (
+            f"the run's processes together used more than the {limits.memory_mb} MB memory "
+            f"budget; the kernel's out-of-memory killer ended {killed} of them"
+        )
+        verdict = replace(verdict, status="memory", reason=why)
     return replace(verdict, seconds=time.monotonic() - started, isolation=isolation)
+
+
+def _grouped(limits: Limits, group: groups.Group | None, why: str) -> dict[str, str]:
+    """The isolation entries the run's control group adds (or why there is none)."""
+    if group is None:
+        return {"group": f"none: {why}; memory and processes limited per process only"}
+    return {
+        "group": f"cgroup v{group.version}: {limits.memory_mb} MB of memory and "
+        f"{limits.max_processes} processes for the whole run",
+    }
+
+
+def _entering(group: groups.Group | None, argv: list[str]) -> list[str]:
+    """`argv` run by a shell that first moves itself into the run's groups, so that every
+    process it becomes or starts is counted there."""
+    if group is None:
+        return argv
+    moves = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in group.procs)
+    return [_tools()["sh"], "-c", f'{moves} && exec "$@"', "sh", *argv]
 
 
 # --------------------------------------------------------------------------- input
@@ -342,7 +395,7 @@ def _hand_over(workdir: Path, uid: int) -> None:
 
 
 def _runner_options(limits: Limits, deadline: float) -> dict[str, float | int]:
-    """The runner's options (autograder._run_child). `deadline` is in time.monotonic()
+    """The runner's options (autograder.sandbox.child). `deadline` is in time.monotonic()
     seconds, a clock every process on the machine shares."""
     return {
         "timeout": limits.timeout,
@@ -355,13 +408,13 @@ def _runner_options(limits: Limits, deadline: float) -> dict[str, float | int]:
 
 
 def _command(
-    options: dict, problem: str | None, network: bool, workdir: Path, hidden: tuple[Path, ...]
+    options: dict, problem: str | None, limits: Limits, workdir: Path, hidden: tuple[Path, ...]
 ) -> list[str]:
     """The argv of a run started as a new interpreter (no uid, or no namespaces: `problem`
     says why not): the runner, in namespaces as root without capabilities if it can be."""
     runner = [sys.executable, "-I", "-B", str(RUNNER)]  # -I: no PYTHON* variables, no cwd
     runner += [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
-    return runner if problem else _in_namespaces(runner, network, workdir, hidden)
+    return runner if problem else _in_namespaces(runner, limits, workdir, hidden)
 
 
 def _start(argv: list[str], workdir: Path, environment: dict[str, str]) -> subprocess.Popen:
@@ -403,7 +456,8 @@ def _isolation(
     return isolation | {
         "network": "allowed by limits" if limits.network else "unshare --net (loopback only)",
         "processes": processes,
-        "filesystem": "/ read-only except workdir (mount namespace); other mounts unchanged",
+        "filesystem": f"/, /tmp and /var/tmp read-only; workdir on a {limits.disk_mb} MB tmpfs "
+        "(mount namespace); other mounts unchanged",
         "privileges": "all capabilities dropped, no new privileges",
         "user": root if uid is None else f"uid {uid}, no groups",
         "hidden": f"{count} hidden",
@@ -412,15 +466,15 @@ def _isolation(
 
 
 def _in_namespaces(
-    command: list[str], network: bool, workdir: Path, hidden: tuple[Path, ...] = ()
+    command: list[str], limits: Limits, workdir: Path, hidden: tuple[Path, ...] = ()
 ) -> list[str]:
-    """`command` in new pid, mount (and, without `network`, net) namespaces, after the set-up
+    """`command` in new pid, mount (and, without network, net) namespaces, after the set-up
     that needs root's capabilities, then as root with every capability dropped."""
     tool = _tools()
-    setup = _setup(network, workdir, None, hidden)
+    setup = _setup(limits, workdir, None, hidden)
     return [
         tool["unshare"],
-        *([] if network else ["--net"]),
+        *([] if limits.network else ["--net"]),
         *("--ipc", "--pid", "--fork", "--kill-child", "--mount-proc", "--"),
         *(tool["sh"], "-c", " && ".join(setup) + ' && exec "$@"', "sh"),
         *(tool["setpriv"], "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"),
@@ -428,24 +482,44 @@ def _in_namespaces(
     ]
 
 
-def _setup(network: bool, workdir: Path, uid: int | None, hidden: tuple[Path, ...]) -> list[str]:
+def _setup(limits: Limits, workdir: Path, uid: int | None, hidden: tuple[Path, ...]) -> list[str]:
     """Shell commands, run as root inside the new namespaces, that shape what the student sees.
     Hiding comes before exposing: the recursive binds of exposed paths carry the covers along."""
     tool = _tools()
     ip, mount = shlex.quote(tool["ip"]), shlex.quote(tool["mount"])
     # mounts made here stay here (unshare does this itself; the forking server does not)
     setup = [f"{mount} --make-rprivate /"]
-    setup += [] if network else [f"{ip} link set lo up"]
+    setup += [] if limits.network else [f"{ip} link set lo up"]
     if Path("/dev/shm").is_dir():  # POSIX shared memory of the run's own, like its System V IPC
         shm = f"-t tmpfs -o nosuid,nodev,noexec,mode=1777,size={SHM_MB}m cnnkit-shm"
         setup.append(f"{mount} {shm} /dev/shm")
-    setup.append(f'{mount} --bind "$PWD" "$PWD"')  # its own mount, so / can go read-only alone
+    setup += _disk(limits.disk_mb, uid)  # its own mount, so / can go read-only alone
     setup += _hiding(hidden)
     if uid is not None:
         for top, paths in _exposures([workdir, *_runtime()], uid).items():
             setup += _exposing(top, paths, writable=workdir)
     # cd: re-enter workdir by its path, landing on the writable mount now found there
     return [*setup, f"{mount} -o remount,bind,ro /", 'cd "$PWD"']
+
+
+def _disk(disk_mb: int, uid: int | None) -> list[str]:
+    """Put the work folder ($PWD) on a tmpfs of `disk_mb` holding a copy of it (reached through
+    fd 8, opened before the cover): all the run can write then shares one budget (its TMPDIR
+    is in there), and the copy outside is left as it was. /tmp and /var/tmp go read-only with
+    / (or, where they are file systems of their own, here)."""
+    mount = shlex.quote(_tools()["mount"])
+    owner = "" if uid is None else f",uid={uid},gid={uid}"
+    options = f"nosuid,nodev,mode=0700,size={disk_mb}m{owner}"
+    lines = [
+        'exec 8<"$PWD"',
+        f'{mount} -t tmpfs -o {options} cnnkit-work "$PWD"',
+        'cp -a /proc/self/fd/8/. "$PWD"/',
+        "exec 8<&-",
+    ]
+    for shared in ("/tmp", "/var/tmp"):
+        if os.path.ismount(shared):
+            lines.append(f"{mount} -o remount,bind,ro {shared}")
+    return lines
 
 
 def _hiding(hidden: tuple[Path, ...]) -> list[str]:
@@ -484,12 +558,6 @@ def _tools() -> dict[str, str | None]:
     return {name: shutil.which(name) for name in ("unshare", "setpriv", "ip", "mount", "sh")}
 
 
-def namespace_problem() -> str | None:
-    """Why this machine cannot give runs namespaces of their own (they then run with per-process
-    limits only, and RunResult.isolation says so), or None when it can."""
-    return _namespace_problem()
-
-
 @functools.cache
 def _namespace_problem() -> str | None:
     """Why namespaces cannot be used here, or None when a trial run of the full set-up works."""
@@ -499,7 +567,10 @@ def _namespace_problem() -> str | None:
     with tempfile.TemporaryDirectory(prefix="cnnkit-probe-") as tmp:
         try:
             trial = subprocess.run(
-                _in_namespaces(["true"], False, Path(tmp)), cwd=tmp, capture_output=True, timeout=30
+                _in_namespaces(["true"], Limits(), Path(tmp)),
+                cwd=tmp,
+                capture_output=True,
+                timeout=30,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"unshare failed: {exc}"
@@ -548,7 +619,7 @@ def _base_environment() -> dict[str, str]:
 
 
 class _Server:
-    """The forking server (autograder/_zygote.py) of the thread that started it: the
+    """The forking server (autograder/sandbox/forkserver.py) of the thread that started it: the
     runner's and kernel's modules imported once, one fork per run. It dies with that thread."""
 
     def __init__(self) -> None:
