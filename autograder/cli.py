@@ -270,7 +270,8 @@ def _pairs_line(pairs) -> str:
         return "no pair of similar code reported"
     shown = ", ".join(f"{p.a} and {p.b} {p.share:.0%} ({p.flag})" for p in pairs[:3])
     more = f", and {len(pairs) - 3} more" if len(pairs) > 3 else ""
-    return f"{len(pairs)} pairs reported, for the staff only: {shown}{more}"
+    count = "1 pair" if len(pairs) == 1 else f"{len(pairs)} pairs"
+    return f"{count} reported, for the staff only: {shown}{more}"
 
 
 def similarity_cmd(args: argparse.Namespace) -> int:

@@ -159,7 +159,9 @@ def prepare_course(top: Path) -> None:
     from autograder.sandbox import Limits
 
     config = _config(top)
-    prepare(config["assignment"], top / "source" / "course", Limits())
+    course = top / "source" / "course"
+    prepare(config["assignment"], course, Limits())
+    print(f"{config['assignment']}: released and recorded in the bundled course {course}")
 
 
 def run(top: Path) -> Path:
@@ -173,6 +175,8 @@ def run(top: Path) -> Path:
         student = student_id(top / "submission_metadata.json")
         release = top / "source" / "course" / "release" / config["assignment"]
         problem = wrong_submission(top / "submission", config, release)
+        if problem:
+            print(f"{student}: refused: {problem}")
         results = _refused(problem) if problem else _graded(top, config, student)
     except Exception as exc:  # the student must hear something; the staff see the traceback
         import traceback
@@ -263,15 +267,32 @@ def _graded(top: Path, config: dict, student: str) -> dict:
         )
         results = json.loads((out / "gradescope" / student / "results.json").read_text())
     isolation = batch.outcomes[0].isolation
-    held = "Sandbox: " + (
-        "; ".join(f"{aspect}: {what}" for aspect, what in isolation.items())
-        or "the notebook was not run"
-    )
-    print(f"{student}: {batch.outcomes[0].score:g} points; {held}")
+    print(f"{student}: {batch.outcomes[0].score:g} points")
+    for aspect, what in isolation.items():  # the staff's (stdout is hidden from students)
+        print(f"  sandbox {aspect}: {what}")
+    titles = batch.setup.titles
     for test in results["tests"]:
         test["visibility"] = config.get("visibility", "after_published")
-    results["output"] = f"{held}\n{results['output']}"
+        if test["name"] in titles:
+            test["name"] = f"{titles[test['name']]} ({test['name']})"
+    results["output"] = f"{held(isolation)}\n{results['output']}"
     return results
+
+
+def held(isolation: dict[str, str]) -> str:
+    """One line for the student on how the notebook was run: confined, or (in a container
+    that allows no namespaces or control groups) with per-process limits only."""
+    if not isolation:
+        return "The notebook was not run."
+    confined = not isolation.get("network", "").startswith("unavailable")
+    grouped = isolation.get("group", "").startswith("cgroup")
+    if confined and grouped:
+        return "Run in the kit's sandbox: a user of its own, no network, one memory budget."
+    if confined:
+        return (
+            "Run in the kit's sandbox: a user of its own, no network, memory limited per process."
+        )
+    return "Run with time and memory limits per process (this container allows no more)."
 
 
 def _refused(why: str) -> dict:

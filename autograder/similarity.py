@@ -565,7 +565,9 @@ def _html(assignment: str, docs: dict[str, Document], pairs: list[Pair]) -> str:
         "comments and layout are set aside. The code is shown as it was compared: each function "
         "reformatted, without comments, docstrings and the lines the release gave. Read it "
         "before deciding anything: short functions written from the same lecture can look "
-        "alike.</p>",
+        "alike. Functions shorter than "
+        f"{MIN_FUNCTION} tokens are marked where they match but never listed on their own. "
+        "When both sides match in full, the report cannot say who copied from whom.</p>",
     ]
     if not pairs:
         body.append("<p>No pair is above the thresholds.</p>")

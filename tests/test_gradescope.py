@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from autograder.cli import main
-from autograder.gradescope import ROOT_ENV, student_id
+from autograder.gradescope import ROOT_ENV, held, student_id
 from autograder.secret import SECRET
 from autograder.synthetic import STUDENTS, filled
 
@@ -114,8 +114,10 @@ def test_a_correct_submission_scores_full_marks(gradescope_root, gradescope_sche
     results = _submit(gradescope_root, {NOTEBOOK: own})
     jsonschema.validate(results, gradescope_schema)
     assert results["score"] == 38.0
-    assert results["output"].startswith("Sandbox: ")
-    assert "group: cgroup" in results["output"] or "group: none" in results["output"]
+    assert results["output"].startswith("Run in the kit's sandbox: a user of its own")
+    assert "uid" not in results["output"]  # the details are the staff's, on stdout
+    names = [t["name"] for t in results["tests"]]
+    assert "Task 5.2: conv2d_backward (test_conv2d_backward)" in names
     assert {t["visibility"] for t in results["tests"]} == {"after_published"}
     assert all(t["score"] == t["max_score"] for t in results["tests"])
 
@@ -173,3 +175,15 @@ def test_setup_sh_is_a_valid_script(bundle, tmp_path):
             path.write_bytes(zf.read(name))
             path.chmod(stat.S_IRWXU)
             subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_the_student_is_told_how_the_notebook_ran():
+    confined = {"network": "unshare --net (loopback only)", "group": "cgroup v1: 2048 MB ..."}
+    assert held(confined).startswith("Run in the kit's sandbox") and "one memory" in held(confined)
+    no_group = confined | {"group": "none: control groups unavailable: ..."}
+    assert "memory limited per process" in held(no_group)
+    bare = {"network": "unavailable: unshare failed", "group": "none: ..."}
+    assert (
+        held(bare) == "Run with time and memory limits per process (this container allows no more)."
+    )
+    assert held({}) == "The notebook was not run."
