@@ -765,3 +765,21 @@ def test_the_group_of_a_sigkilled_grader_is_swept_by_the_next(tmp_path):
         assert folder.parent.name == groups.FOLDER
         assert folder in groups.sweep(folder.parent)
     assert left() == []
+
+
+def test_groups_fall_back_from_v2_to_v1_and_say_why_when_neither_can_be_made(monkeypatch):
+    def refused(memory_mb, max_processes):
+        raise PermissionError(13, "Permission denied", "/sys/fs/cgroup/x/cgroup.subtree_control")
+
+    made = []
+    monkeypatch.setattr(groups, "_create_v2", refused)
+    monkeypatch.setattr(groups, "_create_v1", lambda m, p: made.append((m, p)) or None)
+    group, why = groups.create(100, 10)
+    assert group is None and made == [(100, 10)]
+    assert why == (
+        "control groups unavailable: Permission denied (/sys/fs/cgroup/x/cgroup.subtree_control)"
+    )
+    monkeypatch.setattr(groups, "_create_v1", refused)
+    group, why = groups.create(100, 10)
+    assert group is None and why.count("Permission denied") == 2
+    assert "cgroup.subtree_control" in why

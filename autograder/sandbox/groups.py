@@ -70,15 +70,17 @@ class Group:
 def create(memory_mb: int, max_processes: int) -> tuple[Group | None, str]:
     """A new run's groups limited to `memory_mb` (memory and swap together) and
     `max_processes` (processes and threads), and "" ; or (None, why no group could be made)."""
-    try:
-        made = _create_v2(memory_mb, max_processes)
-        if made is None:
-            made = _create_v1(memory_mb, max_processes)
-    except OSError as exc:
-        return None, f"control groups unavailable: {exc.strerror or exc} ({exc.filename or ''})"
-    if made is None:
-        return None, "control groups unavailable: no memory and pids controllers found"
-    return made, ""
+    failures = []
+    for make in (_create_v2, _create_v1):  # v1 too where v2 offers controllers it cannot give
+        try:
+            made = make(memory_mb, max_processes)
+        except OSError as exc:
+            failures.append(f"{exc.strerror or exc} ({exc.filename or ''})")
+            continue
+        if made is not None:
+            return made, ""
+    why = "; ".join(failures) or "no memory and pids controllers found"
+    return None, f"control groups unavailable: {why}"
 
 
 def _create_v2(memory_mb: int, max_processes: int) -> Group | None:
