@@ -803,7 +803,8 @@ def grade(
             force,
             progress,
             scheduler,
-            (tuple(Path(a) for a in against),) if similarity else None,
+            similarity,
+            tuple(Path(a) for a in against),
         )
 
 
@@ -818,10 +819,10 @@ def _grade_locked(
     force: bool,
     progress: bool,
     scheduler: str | None,
-    similarity: tuple[tuple[Path, ...]] | None,
+    similarity: bool,
+    against: tuple[Path, ...],
 ) -> Batch:
-    """`grade`, once the course is this process's alone. `similarity`: None, or the folders
-    to compare against besides the class, the kit and the solution."""
+    """`grade`, once the course is this process's alone."""
     setup = replace(prepare(assignment, course, limits), hide=hide)
     notices = [n for n in [strip_hidden_tests_from_feedback(course)] if n]
     subs = find_submissions(submissions, assignment, setup.notebooks, out / ".extracted")
@@ -831,8 +832,8 @@ def _grade_locked(
     _run_batch(setup, todo, out, workers or os.cpu_count() or 1, progress, done, scheduler)
     outcomes = [done[s.student_id] for s in subs]
     pairs = None
-    if similarity is not None:
-        docs, pairs = compare_batch(subs, setup.source, setup.released, similarity[0])
+    if similarity:
+        docs, pairs = compare_batch(subs, setup.source, setup.released, against)
         write_similarity(out, assignment, docs, pairs)
     marks = _write_reports(setup, outcomes, out, flag_names(pairs or []))
     return Batch(setup, outcomes, [s.student_id for s in todo], out, marks, notices, pairs)

@@ -159,7 +159,7 @@ def prepare_course(top: Path) -> None:
     from autograder.sandbox import Limits
 
     config = _config(top)
-    course = top / "source" / "course"
+    course = _course(top)
     prepare(config["assignment"], course, Limits())
     print(f"{config['assignment']}: released and recorded in the bundled course {course}")
 
@@ -173,7 +173,7 @@ def run(top: Path) -> Path:
     config = _config(top)
     try:
         student = student_id(top / "submission_metadata.json")
-        release = top / "source" / "course" / "release" / config["assignment"]
+        release = _course(top) / "release" / config["assignment"]
         problem = wrong_submission(top / "submission", config, release)
         if problem:
             print(f"{student}: refused: {problem}")
@@ -189,6 +189,11 @@ def run(top: Path) -> Path:
     results["execution_time"] = round(time.monotonic() - started, 1)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _course(top: Path) -> Path:
+    """The nbgrader course the bundle holds, as unpacked under `top`."""
+    return top / "source" / "course"
 
 
 def _config(top: Path) -> dict:
@@ -308,7 +313,7 @@ def _workspace(top: Path, config: dict, student: str) -> Iterator[tuple[Path, Pa
     with tempfile.TemporaryDirectory(prefix="cnnkit-gradescope-") as tmp:
         work = Path(tmp)
         course = work / "course"
-        shutil.copytree(top / "source" / "course", course)
+        shutil.copytree(_course(top), course)
         folder = work / "subs" / student / config["assignment"]
         shutil.copytree(top / "submission", folder)
         for name in config["notebooks"]:

@@ -87,11 +87,6 @@ class Document:
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # and where it starts
     covered: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
-    @property
-    def size(self) -> int:
-        """Filtered characters covered by fingerprints: what a share is a share of."""
-        return int(self.covered.sum())
-
 
 @dataclass
 class Pair:
@@ -425,9 +420,10 @@ def earlier_documents(folders: Sequence[Path]) -> list[Document]:
 # --------------------------------------------------------------------------- comparing
 
 
-def compare(a: Document, b: Document) -> Pair:
-    """How much of `a`'s and of `b`'s code the other's matches."""
-    shared = _shared(a, b)
+def compare(a: Document, b: Document, shared: np.ndarray | None = None) -> Pair:
+    """How much of `a`'s and of `b`'s code the other's matches (`shared`: their common
+    fingerprints, when the caller has them)."""
+    shared = _shared(a, b) if shared is None else shared
     matched_a, matched_b = _matched(a, shared), _matched(b, shared)
     return Pair(
         a.owner,
@@ -465,24 +461,25 @@ def _copied_units(doc: Document, matched: np.ndarray) -> list[str]:
     return copied
 
 
-def _quick_overlap(a: Document, b: Document) -> bool:
-    """Whether the two share enough hashes to be worth comparing in full: a function of
+def _worth_comparing(shared: np.ndarray) -> bool:
+    """Whether two documents share enough fingerprints to be compared in full: a function of
     MIN_FUNCTION tokens copied whole shares at least a few."""
-    return len(a.hashes & b.hashes) * (GUARANTEE - NOISE + 1) >= FUNCTION_SHARE * MIN_FUNCTION / 2
+    return len(shared) * (GUARANTEE - NOISE + 1) >= FUNCTION_SHARE * MIN_FUNCTION / 2
 
 
-def _flag(pair: Pair, kind: str) -> str:
+def _flag(pair: Pair) -> str:
     """The flag a compared pair earns ("" when none). Against the kit or the solution only the
     student's side counts. Between two authors either side's share counts, but a function only
     when each side has one matched: a short canonical function of one side, matched by longer
     code of the other, is what two students write alike from the same lecture."""
-    if kind in ("reference", "solution"):
+    if pair.kind in ("reference", "solution"):
         share, functions = pair.share_a, pair.functions_a
     else:
         share, functions = pair.share, pair.functions_a and pair.functions_b
     if share < SHARE and not functions:
         return ""
-    return {"reference": "copied-reference", "solution": "copied-solution"}.get(kind, "similar")
+    flags = {"reference": "copied-reference", "solution": "copied-solution"}
+    return flags.get(pair.kind, "similar")
 
 
 def find_pairs(students: Sequence[Document], others: Sequence[Document]) -> list[Pair]:
@@ -491,10 +488,13 @@ def find_pairs(students: Sequence[Document], others: Sequence[Document]) -> list
     pairs = []
     for i, a in enumerate(students):
         for b in [*students[i + 1 :], *others]:
-            if not a.units or not b.units or not _quick_overlap(a, b):
+            if not a.units or not b.units:
                 continue
-            pair = compare(a, b)
-            pair.flag = _flag(pair, b.kind)
+            shared = _shared(a, b)  # once: the test of worth and the comparison both need it
+            if not _worth_comparing(shared):
+                continue
+            pair = compare(a, b, shared)
+            pair.flag = _flag(pair)
             if pair.flag:
                 pairs.append(pair)
     return sorted(pairs, key=lambda p: (-p.share, p.a, p.b))

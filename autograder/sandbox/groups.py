@@ -53,14 +53,6 @@ class Group:
                 return _field(folder / name, "oom_kill")
         return 0
 
-    def peak_mb(self) -> float:
-        """The most memory the group held at once, MB (0 when the kernel does not say)."""
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        for folder in self.folders:
-            with contextlib.suppress(OSError, ValueError):
-                return int((folder / name).read_text().split()[0]) / 2**20
-        return 0.0
-
     def remove(self, patience: float = 5.0) -> bool:
         """Kill every process left in the groups and remove them; False when one could not be
         removed within `patience` seconds (it is then left for the next sweep)."""

@@ -212,14 +212,7 @@ def run_notebook(
         return RunResult("invalid", str(exc), None, time.monotonic() - started)
     environment = _environment(workdir, env or {})  # makes .home, so it is chowned below
     problem = _namespace_problem()
-    group, no_group = (
-        groups.create(limits.memory_mb, limits.max_processes)
-        if limits.groups
-        else (
-            None,
-            "control groups turned off (Limits.groups)",
-        )
-    )
+    group, no_group = _group(limits)
     isolation = _isolation(limits, problem, uid, hidden) | _grouped(limits, group, no_group)
     options = _runner_options(limits, started + limits.timeout)
     try:
@@ -253,12 +246,22 @@ def run_notebook(
             group.remove()
     verdict = _verdict(out, err[-STDERR_TAIL:], ending, proc.returncode, limits)
     if killed and not verdict.completed and verdict.status != "invalid":
-        why = (
-            f"the run's processes together used more than the {limits.memory_mb} MB memory "
-            f"budget; the kernel's out-of-memory killer ended {killed} of them"
-        )
-        verdict = replace(verdict, status="memory", reason=why)
+        verdict = replace(verdict, status="memory", reason=_out_of_memory(limits, killed))
     return replace(verdict, seconds=time.monotonic() - started, isolation=isolation)
+
+
+def _group(limits: Limits) -> tuple[groups.Group | None, str]:
+    """The run's control groups, or None and why there are none."""
+    if not limits.groups:
+        return None, "control groups turned off (Limits.groups)"
+    return groups.create(limits.memory_mb, limits.max_processes)
+
+
+def _out_of_memory(limits: Limits, killed: int) -> str:
+    return (
+        f"the run's processes together used more than the {limits.memory_mb} MB memory "
+        f"budget; the kernel's out-of-memory killer ended {killed} of them"
+    )
 
 
 def _grouped(limits: Limits, group: groups.Group | None, why: str) -> dict[str, str]:
