@@ -4,7 +4,7 @@ Students run these after writing each op's backward pass::
 
     from cnn_core.gradcheck import check_gradients
     report = check_gradients(linear_forward, linear_backward, {"x": x, "w": w, "b": b})
-    report    # an HTML table in Jupyter; print(report) gives an aligned text table
+    report    # an HTML table in Jupyter; in a terminal (or print(report)) an aligned text table
 
 Every check runs in float64. In float32 the rounding error of f(x) (about 6e-8 relative) is
 comparable to the change a step of h = 1e-5 causes, so the difference quotient is noise and the
@@ -160,11 +160,14 @@ class GradientRow:
     numeric: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class GradientReport:
     """The outcome of `check_gradients`: one row per input, checked at tolerance `tol`.
 
-    `print(report)` shows an aligned text table; Jupyter renders it as an HTML table.
+    `print(report)`, and `report` at a Python or IPython prompt, show an aligned text table, one
+    line per input; Jupyter renders it as an HTML table. The table's columns are the fields of
+    `report.rows[i]` (a GradientRow): input = `name`, `shape`, max rel error = `max_rel_error`,
+    result = `passed`; each row also keeps the two gradients, `analytic` and `numeric`.
     """
 
     rows: tuple[GradientRow, ...]
@@ -196,6 +199,9 @@ class GradientReport:
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join([self.summary(), *lines])
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in _HEADER)

@@ -455,6 +455,15 @@ def test_report_text_is_an_aligned_table():
     assert rows[0].index("(4, 5)") == rows[1].index("(5, 3)") == header.index("shape")
 
 
+def test_report_repr_is_the_table_in_a_terminal_too():
+    report = mixed_report()
+    # what a Python or IPython prompt shows for `report`, and a list of reports
+    assert repr(report) == str(report) and len(repr(report).splitlines()) == 5
+    assert "GradientReport(" not in repr(report) and "GradientRow(" not in repr(report)
+    assert str(report) in repr([report])
+    assert report._repr_html_().startswith("<table>")  # Jupyter keeps its HTML table
+
+
 def test_report_summary_when_all_pass(linear_inputs):
     report = check_gradients(linear_forward, linear_backward, linear_inputs)
     assert "all passed" in str(report) and "FAIL" not in str(report)

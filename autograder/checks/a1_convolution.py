@@ -12,6 +12,7 @@ from autograder.checks.common import answers, first, returns
 from autograder.outputs import Case, Check
 from cnn_core import arith, zoo
 from cnn_core import functional as ref
+from cnn_core.grading import TOLERANCES
 
 DTYPES = (np.float64, np.float32)
 
@@ -146,6 +147,28 @@ def _col2im_expected(case: Case) -> dict:
     )
     dx, _, _ = ref.conv2d_backward(y.reshape(R, N, OH, OW).transpose(1, 0, 2, 3), cache)
     return {"x": dx}
+
+
+# The notebook's visible test says the same when its gradient check fails for x, w and b at once.
+D_HINT = (
+    "dx, dw and db are all wrong, so check how dout becomes the matrix D: dout is (N, F, OH, OW); "
+    "move F to the front before reshaping, D = dout.transpose(1, 0, 2, 3).reshape(F, -1); "
+    "dout.reshape(F, -1) alone mixes images and filters when N > 1"
+)
+
+
+def _explain_backward(case: Case, outputs: dict[str, np.ndarray]) -> str:
+    """D_HINT when the student's dx, dw and db all disagree with the reference, else ""."""
+    expected = _conv_backward_expected(case)
+    rtol, atol = TOLERANCES[np.dtype(case.args["x"].dtype)]
+
+    def wrong(name: str) -> bool:
+        got, want = outputs.get(name), expected[name]
+        if got is None:
+            return False  # not an array: the failure message says what it was
+        return got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol)
+
+    return D_HINT if all(wrong(name) for name in ("dx", "dw", "db")) else ""
 
 
 def _conv_backward_run(ns: Mapping[str, Any], case: Case) -> dict:
@@ -285,6 +308,7 @@ CHECKS = [
         _conv_backward_run,
         _conv_backward_expected,
         forbid=CONV_FORBID,
+        explain=_explain_backward,
     ),
     answers(
         "test_lenet",
