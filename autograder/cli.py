@@ -391,7 +391,7 @@ def demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from autograder.grade import grade
-    from autograder.outputs import curve_spec
+    from autograder.outputs import curve_specs
     from autograder.release import release
     from autograder.sandbox import Limits
     from autograder.synthetic import expected, make_class
@@ -408,7 +408,7 @@ def demo(args: argparse.Namespace) -> int:
     limits = Limits(
         timeout=args.timeout,
         # the class's hanging students each cost a cell limit; a4's training needs its own
-        cell_timeout=args.cell_timeout or (None if curve_spec(args.assignment) else 10.0),
+        cell_timeout=args.cell_timeout or (None if curve_specs(args.assignment) else 10.0),
         memory_mb=2048,
         case_timeout=args.case_timeout,
     )

@@ -1,17 +1,20 @@
-"""Grading a submitted training curve (`history.json`): valid, consistent, and genuine.
+"""Grading submitted training curves (`history.json`, or a runs file of several labelled
+histories): valid, consistent, and genuine.
 
-An assignment's check module declares a `CURVE` (a CurveSpec). Then:
+An assignment's check module declares its `CURVES` (CurveSpecs, one per submitted file). Then:
 
 - The sandbox runs the notebook with `$CNNKIT_REPLAY_ITERATIONS` set, so every `fit` in it stops
   after the first iterations: the notebook's own training is replayed, briefly, with the seed
-  and configuration its code uses. The submitted curve file is not in the sandbox, so the
-  notebook cannot hand it back. The replayed History comes back as an export (`history_export`).
-- The curve's test cells (the instructor's code, hidden tests included) run on the SUBMITTED
+  and configuration its code uses. The submitted curve files are not in the sandbox, so the
+  notebook cannot hand them back. The replayed Histories come back as exports
+  (`history_export`), one per curve file.
+- Each curve's test cells (the instructor's code, hidden tests included) run on the SUBMITTED
   file in a trusted process of their own (`_curve_tests.py`), never in the student's kernel: the
-  schema, the consistency checks and the accuracy threshold.
-- `genuine` compares the submission with the replay: the same configuration, and the same first
-  training and validation losses within `cnn_core.grading.CURVE_TOLERANCE`. A curve that differs,
-  or that could not be replayed, is flagged `fabricated-curve` and its items earn nothing.
+  schema, the consistency checks and the thresholds.
+- `genuine` compares the submission with the replay: the same runs, each with the same
+  configuration and the same first training and validation losses within
+  `cnn_core.grading.CURVE_TOLERANCE`. A curve that differs, or that could not be replayed, is
+  flagged `fabricated-curve` and its items earn nothing.
 - The notebook must show the plotted curves: the figure cell's output must hold an image.
 
 What this cannot see: a notebook whose training function returns a hard-coded History rather
@@ -37,7 +40,7 @@ import numpy as np
 from autograder.outcome import FlagNote, ItemResult
 from autograder.static_checks import MAGIC
 from cnn_core.grading import CURVE_TOLERANCE
-from cnn_core.history import History, HistoryError
+from cnn_core.history import History, HistoryError, load_runs
 
 MB = 2**20
 MAX_CURVE_MB = 20  # a history.json of a few hundred epochs is well under 1 MB
@@ -63,32 +66,66 @@ SAME_CONFIG = (
 
 @dataclass(frozen=True)
 class CurveSpec:
-    """file: the curve file students submit; items: the test cells graded on it; setup: the
-    locked cell whose imports those cells need; figure: the cell that must show the plot;
-    variable: the notebook variable holding the final History; replay: iterations replayed."""
+    """file: the curve file students submit, at the top of their folder; items: the test cells
+    graded on it; setup: the locked cell whose imports those cells need; figure: the cell that
+    must show the plot; variable: the notebook variable holding what the file was saved from;
+    runs: True when that is a dict {label: History} saved with cnn_core.history.save_runs,
+    False for one History saved with History.save; replay: iterations replayed per fit."""
 
     items: tuple[str, ...]
     file: str = "history.json"
     setup: str = "setup"
     figure: str | None = None
     variable: str = "history"
+    runs: bool = False
     replay: int = 50
 
+    @property
+    def export(self) -> str:
+        """The name of this curve's replay among the harvested exports."""
+        return f"replay:{self.variable}"
 
-def history_export(variable: str):
-    """The export (kernel side) of the History in `variable`: losses and configuration."""
+
+Runs = dict[str, History]
+
+
+def history_export(spec: CurveSpec):
+    """The export (kernel side) of the replayed History, or runs, in `spec.variable`: each run's
+    losses and configuration, keyed "<index>/<field>", and the labels in order."""
 
     def export(namespace) -> dict[str, Any]:
-        h = namespace[variable]
-        config = json.dumps(h.config, sort_keys=True).encode()
-        return {
-            "train_loss": np.asarray(h.train_loss, dtype=np.float64),
-            "val_iteration": np.asarray(h.val_iteration, dtype=np.int64),
-            "val_loss": np.asarray(h.val_loss, dtype=np.float64),
-            "config": np.frombuffer(config, dtype=np.uint8),
-        }
+        found = namespace[spec.variable]
+        runs = found if spec.runs else {"": found}
+        out: dict[str, Any] = {"labels": _json_bytes([str(k) for k in runs])}
+        for i, h in enumerate(runs.values()):
+            out |= {
+                f"{i}/train_loss": np.asarray(h.train_loss, dtype=np.float64),
+                f"{i}/val_iteration": np.asarray(h.val_iteration, dtype=np.int64),
+                f"{i}/val_loss": np.asarray(h.val_loss, dtype=np.float64),
+                f"{i}/config": _json_bytes(h.config),
+            }
+        return out
 
     return export
+
+
+def _json_bytes(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def _from_json_bytes(array: np.ndarray) -> Any:
+    return json.loads(bytes(np.asarray(array).astype(np.uint8)).decode())
+
+
+def replay_iterations(specs: tuple[CurveSpec, ...]) -> int:
+    """Iterations each fit of the notebook runs when it is replayed for `specs`."""
+    return max(s.replay for s in specs)
+
+
+def load_curve(path: Path, spec: CurveSpec) -> History | Runs:
+    """The submitted curve file: one History, or the runs {label: History} (HistoryError if
+    it is not what `spec` expects)."""
+    return load_runs(path) if spec.runs else History.load(path)
 
 
 def grade_curve(
@@ -117,7 +154,7 @@ def grade_curve(
     if figure:
         first = spec.items[0]
         results[first] = ItemResult(first, 0.0, points[first], [*results[first].messages, figure])
-    fabricated = genuine(History.load(path), replay, spec) if _loads(path) else None
+    fabricated = genuine(load_curve(path, spec), replay, spec) if _loads(path, spec) else None
     if not fabricated:
         return results, []
     voided = {
@@ -135,9 +172,9 @@ def _file_problem(path: Path, name: str) -> str:
     return ""
 
 
-def _loads(path: Path) -> bool:
+def _loads(path: Path, spec: CurveSpec) -> bool:
     try:
-        History.load(path)
+        load_curve(path, spec)
     except (HistoryError, OSError, ValueError):
         return False
     return True
@@ -159,38 +196,67 @@ def _figure_problem(nb: nbformat.NotebookNode, spec: CurveSpec) -> str:
     )
 
 
-def genuine(submitted: History, replay: dict[str, np.ndarray] | str, spec: CurveSpec) -> str:
-    """Why the submitted History is not what a replay of the notebook's training gives ("" when
-    it is): a configuration that differs, or first losses that do not match."""
+def genuine(
+    submitted: History | Runs, replay: dict[str, np.ndarray] | str, spec: CurveSpec
+) -> str:
+    """Why the submitted History (or runs) is not what a replay of the notebook's training
+    gives ("" when it is): other runs, a configuration that differs, or first losses that do
+    not match."""
     if isinstance(replay, str):
         return f"not verified: the notebook's training could not be replayed ({replay})"
     try:
-        config = json.loads(bytes(replay["config"].astype(np.uint8)).decode())
-    except (KeyError, ValueError, UnicodeDecodeError):
-        return "not verified: the replay's configuration could not be read"
+        labels = [str(v) for v in _from_json_bytes(replay["labels"])]
+        replayed = {label: _replayed_run(replay, i) for i, label in enumerate(labels)}
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError):
+        return "not verified: the replay could not be read"
+    runs = submitted if spec.runs else {"": submitted}
+    if list(runs) != labels:
+        return (
+            f"{spec.file} was not made by the notebook's training: it holds the runs "
+            f"{_listing(runs)}, the notebook's code makes {_listing(labels)}"
+        )
+    for label, history in runs.items():
+        where = f"{spec.file}" + (f", run {label!r}," if spec.runs else "")
+        why = _run_differs(history, replayed[label], where)
+        if why:
+            return why
+    return ""
+
+
+def _replayed_run(replay: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+    return {
+        "config": _from_json_bytes(replay[f"{i}/config"]),
+        "train_loss": np.asarray(replay[f"{i}/train_loss"], dtype=np.float64),
+        "val_iteration": replay[f"{i}/val_iteration"].tolist(),
+        "val_loss": replay[f"{i}/val_loss"].tolist(),
+    }
+
+
+def _listing(labels) -> str:
+    return ", ".join(repr(k) for k in labels) or "none"
+
+
+def _run_differs(submitted: History, replay: dict[str, Any], where: str) -> str:
+    config = replay["config"]
     differ = [k for k in SAME_CONFIG if config.get(k) != submitted.config.get(k)]
     if differ:
         return (
-            f"{spec.file} was not made by the notebook's training: its configuration differs "
+            f"{where} was not made by the notebook's training: its configuration differs "
             f"in {', '.join(differ)}"
         )
-    return _losses_differ(submitted, replay, spec)
-
-
-def _losses_differ(submitted: History, replay: dict[str, np.ndarray], spec: CurveSpec) -> str:
     rtol, atol = CURVE_TOLERANCE
-    ours = np.asarray(replay.get("train_loss", []), dtype=np.float64)
+    ours = replay["train_loss"]
     n = len(ours)
     theirs = np.asarray(submitted.train_loss[:n], dtype=np.float64)
     if n == 0 or len(theirs) < n:
-        return f"{spec.file} has fewer training losses than the replay's {n}"
+        return f"{where} has fewer training losses than the replay's {n}"
     if not np.allclose(theirs, ours, rtol=rtol, atol=atol):
         first = int(np.argmax(~np.isclose(theirs, ours, rtol=rtol, atol=atol)))
         return (
-            f"{spec.file} was not made by the notebook's training: the training loss at "
+            f"{where} was not made by the notebook's training: the training loss at "
             f"iteration {first + 1} differs from a replay of the first {n} iterations"
         )
-    replayed = dict(zip(replay["val_iteration"].tolist(), replay["val_loss"].tolist(), strict=True))
+    replayed = dict(zip(replay["val_iteration"], replay["val_loss"], strict=True))
     for it, loss in zip(submitted.val_iteration, submitted.val_loss, strict=True):
         if (
             it in replayed
@@ -198,7 +264,7 @@ def _losses_differ(submitted: History, replay: dict[str, np.ndarray], spec: Curv
             and not math.isclose(loss, replayed[it], rel_tol=rtol, abs_tol=atol)
         ):
             return (
-                f"{spec.file} was not made by the notebook's training: the validation loss at "
+                f"{where} was not made by the notebook's training: the validation loss at "
                 f"iteration {it} differs from the replay's"
             )
     return ""

@@ -561,11 +561,11 @@ def _run_once(
     """One sandbox run of `nb` in a fresh copy of the student's folder (removed afterwards),
     ending by `deadline` (time.monotonic() seconds)."""
     workdir = workroot / f"{sub.student_id}"
-    spec = outputs.curve_spec(setup.assignment)
+    specs = outputs.curve_specs(setup.assignment)
     env = {STUDENT_ENV: sub.student_id, CASE_KEY_ENV: setup.case_key(sub.student_id)}
-    if spec is not None:  # replay the notebook's training without its submitted curve
-        env[REPLAY_ENV] = str(spec.replay)
-    shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, spec))
+    if specs:  # replay the notebook's training without its submitted curves
+        env[REPLAY_ENV] = str(curves.replay_iterations(specs))
+    shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, specs))
     try:
         # outside the workdir, in a folder only the grader may enter: the notebook holds the
         # hidden tests, which the student's code must not read ahead of running them
@@ -634,11 +634,12 @@ def _cache_folder() -> Path:
     return folder
 
 
-def _leave_out(folder: Path, spec: curves.CurveSpec | None):
-    """copytree's ignore: the submitted curve file, at the top of the student's folder."""
+def _leave_out(folder: Path, specs: tuple[curves.CurveSpec, ...]):
+    """copytree's ignore: the submitted curve files, at the top of the student's folder."""
+    files = {s.file for s in specs}
 
     def ignore(path: str, names: list[str]) -> list[str]:
-        return [spec.file] if spec and Path(path) == folder and spec.file in names else []
+        return [n for n in names if n in files] if Path(path) == folder else []
 
     return ignore
 
@@ -685,15 +686,20 @@ def _ran(cell) -> bool:
 def _grade_curve(
     setup: Setup, sub: Submission, book: _Book, run: RunResult, payload: dict | None
 ) -> tuple[dict[str, ItemResult], list[FlagNote]]:
-    """The items and flags of the assignment's training curve, if it has one in `book`."""
-    spec = outputs.curve_spec(setup.assignment)
+    """The items and flags of the assignment's training curves that are in `book`."""
     mine = {i.grade_id: i.max_points for i in setup.items if i.notebook == book.name}
-    if spec is None or not set(spec.items) <= set(mine):
-        return {}, []
-    replay = outputs.exported(payload, "replay")
-    if isinstance(replay, str) and run.reason:
-        replay = f"{replay}: {run.reason}"
-    return curves.grade_curve(spec, sub.folder, book.submitted, book.source, replay, mine)
+    results: dict[str, ItemResult] = {}
+    flags: list[FlagNote] = []
+    for spec in outputs.curve_specs(setup.assignment):
+        if not set(spec.items) <= set(mine):
+            continue
+        replay = outputs.exported(payload, spec.export)
+        if isinstance(replay, str) and run.reason:
+            replay = f"{replay}: {run.reason}"
+        found, noted = curves.grade_curve(spec, sub.folder, book.submitted, book.source, replay, mine)
+        results |= found
+        flags += noted
+    return results, flags
 
 
 def _cell_score(cell, run: RunResult) -> tuple[float, list[str]]:

@@ -103,10 +103,10 @@ def checks(assignment: str) -> list[Check]:
     return [] if module is None else module.CHECKS
 
 
-def curve_spec(assignment: str):
-    """The CurveSpec (autograder.curves) of an assignment graded on a submitted training curve,
-    else None."""
-    return getattr(check_module(assignment), "CURVE", None)
+def curve_specs(assignment: str) -> tuple:
+    """The CurveSpecs (autograder.curves) of an assignment graded on submitted training curves,
+    one per submitted file; () for any other assignment."""
+    return tuple(getattr(check_module(assignment), "CURVES", ()))
 
 
 def harvests(assignment: str) -> bool:

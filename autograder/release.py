@@ -21,12 +21,19 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.utils import determine_grade, is_grade, is_solution
 from traitlets.config import Config
 
+from autograder.outputs import curve_specs
+
 KIT_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = KIT_ROOT / "solutions"
 ASSIGNMENTS = KIT_ROOT / "assignments"
 CELL_TIMEOUT = 600  # seconds a proof allows one cell (a4 trains a network in one)
 # What running a notebook in place leaves behind: never copied into a release or a proof.
 LEFTOVERS = (".ipynb_checkpoints", "__pycache__", "history.json", "curves.png", "model.npz")
+
+
+def leftovers(assignment: str) -> tuple[str, ...]:
+    """LEFTOVERS and the curve files the assignment's notebook saves when it runs."""
+    return LEFTOVERS + tuple(spec.file for spec in curve_specs(assignment))
 
 
 class ReleaseError(RuntimeError):
@@ -67,20 +74,21 @@ def place_source(assignment: str, course: Path, force: bool) -> None:
     """Copy solutions/<assignment> to course/source/<assignment>. A different copy already there
     is the instructor's work: replaced only with `force`."""
     src, dst = source_dir(assignment), course / "source" / assignment
-    if dst.exists() and not _same_tree(src, dst):
+    if dst.exists() and not _same_tree(src, dst, leftovers(assignment)):
         if not force:
             raise ReleaseError(
                 f"{dst} differs from {src}; pass --force to replace it with the kit's source"
             )
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*LEFTOVERS))
+    skip = leftovers(assignment)
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*skip))
 
 
-def _same_tree(a: Path, b: Path) -> bool:
-    cmp = filecmp.dircmp(a, b, ignore=list(LEFTOVERS))
+def _same_tree(a: Path, b: Path, skip: tuple[str, ...]) -> bool:
+    cmp = filecmp.dircmp(a, b, ignore=list(skip))
     if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
         return False
-    return all(_same_tree(a / d, b / d) for d in cmp.common_dirs)
+    return all(_same_tree(a / d, b / d, skip) for d in cmp.common_dirs)
 
 
 def release(
@@ -118,7 +126,7 @@ def release(
 @dataclass
 class CellResult:
     grade_id: str
-    kind: str  # "test" (autograded test cell) or "solution" (a cell the student fills)
+    kind: str  # "test" (autograded test cell), "solution" (a cell the student fills) or "other"
     points: float
     max_points: float
     error: str | None  # "NameError: ..." of the cell's first error, if any
@@ -163,6 +171,8 @@ def run_notebook(path: Path, workdir: Path) -> NotebookResult:
             result.cells.append(CellResult(meta["grade_id"], "test", points, max_points, error))
         elif is_solution(cell) and cell.cell_type == "code":
             result.cells.append(CellResult(meta["grade_id"], "solution", 0, 0, error))
+        elif cell.cell_type == "code":
+            result.cells.append(CellResult(meta.get("grade_id", ""), "other", 0, 0, error))
     return result
 
 
@@ -178,10 +188,11 @@ def _first_error(cell) -> str | None:
 def prove(source: Path, released: Path) -> list[tuple[NotebookResult, NotebookResult]]:
     """Run every source notebook and its release; ReleaseError listing every broken promise."""
     problems, results = [], []
+    skip = leftovers(source.name)
     for nb_path in sorted(source.glob("*.ipynb")):
         with tempfile.TemporaryDirectory(prefix="cnnkit-proof-") as tmp:
-            solved = run_notebook(nb_path, _copy_folder(source, Path(tmp) / "source"))
-            unfilled_dir = _copy_folder(released, Path(tmp) / "release")
+            solved = run_notebook(nb_path, _copy_folder(source, Path(tmp) / "source", skip))
+            unfilled_dir = _copy_folder(released, Path(tmp) / "release", skip)
             unfilled = run_notebook(unfilled_dir / nb_path.name, unfilled_dir)
         problems += _check_solved(solved) + _check_unfilled(unfilled)
         results.append((solved, unfilled))
@@ -190,8 +201,8 @@ def prove(source: Path, released: Path) -> list[tuple[NotebookResult, NotebookRe
     return results
 
 
-def _copy_folder(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*LEFTOVERS))
+def _copy_folder(src: Path, dst: Path, skip: tuple[str, ...]) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
     return dst
 
 
@@ -214,15 +225,17 @@ def _check_unfilled(r: NotebookResult) -> list[str]:
         for c in r.tests
         if c.points
     ]
-    # A solution cell is proven when it, or the test cell right after it (the first one before
-    # the next test), fails with NotImplementedError.
+    # A solution cell is proven when it, or a cell after it up to the next test cell (the locked
+    # cell that calls it, or the test), fails with NotImplementedError.
     unproven, pending = [], []
     for c in r.cells:
         raised = "NotImplementedError" in (c.error or "")
         if c.kind == "solution" and not raised:
             pending.append(c.grade_id)
+        elif raised:
+            pending = []
         elif c.kind == "test":
-            unproven += [] if raised else pending
+            unproven += pending
             pending = []
     problems += [
         f"{r.name} (release): {grade_id} did not raise NotImplementedError unfilled"

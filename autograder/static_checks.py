@@ -105,10 +105,13 @@ class Policy:
 
 
 def policy(assignment: str) -> Policy:
-    """The policy of `assignment`: a4_train_cnn may use the training stack, any other only the
-    helpers, since it asks students to write the layers themselves."""
+    """The policy of `assignment`: a4_train_cnn may use the training stack; a5_training_techniques
+    too, but not its initialisers, which it asks students to write; any other only the helpers,
+    since it asks students to write the layers themselves."""
     if assignment == "a4_train_cnn":
         return Policy(kit_modules=HELPERS | TRAINING)
+    if assignment == "a5_training_techniques":
+        return Policy(kit_modules=HELPERS | TRAINING - {"init"})
     return Policy()
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.outputs import curve_spec
+from autograder.outputs import curve_specs
 
 STUDENTS = Path(__file__).with_name("students")  # independently written correct notebooks
 
@@ -79,7 +79,7 @@ def answer_key(assignment: str, source: nbformat.NotebookNode) -> nbformat.Noteb
 
 def expected(assignment: str) -> dict[str, tuple[str, set[str]]]:
     """The class of `assignment`: student id -> (status, flags) that grading should give."""
-    if curve_spec(assignment):
+    if curve_specs(assignment):
         return CURVE_EXPECTED
     extra = {
         f"full-marks-{style}": ("graded", set()) for style in list(independent(assignment))[1:]
@@ -301,11 +301,13 @@ def _bug_variants(assignment: str) -> dict[str, Variant]:
     }
 
 
-# The class of an assignment graded on a submitted training curve (a4): every student but
-# "unfilled" submits the notebook of one real training run, as they would after running it.
+# The class of an assignment graded on submitted training curves (a4, a5): every student but
+# "unfilled" and "half-done" submits the notebook of one real training run and the curve files
+# it saved, as they would after running it; "edited-curve" improved the first of them by hand.
 CURVE_EXPECTED: dict[str, tuple[str, set[str]]] = {
     "full-marks": ("graded", set()),
     "unfilled": ("graded", set()),
+    "half-done": ("graded", set()),
     "edited-curve": ("graded", {"fabricated-curve"}),
     "no-figure": ("graded", set()),
     "no-history": ("graded", set()),
@@ -317,7 +319,7 @@ def make_class(
 ) -> Path:
     """Write the synthetic class of `assignment` into `dest` in nbgrader's submission layout;
     `students` picks some of `expected(assignment)`'s ids (default: all). Returns `dest`."""
-    if curve_spec(assignment):
+    if curve_specs(assignment):
         return _make_curve_class(Path(source), Path(release), assignment, dest, students)
     variants = _variants(assignment)
     for student in students or list(expected(assignment)):
@@ -398,37 +400,48 @@ def disguised_notebook(
 
 def _make_curve_class(source: Path, release: Path, assignment: str, dest: Path, students) -> Path:
     """The class of a curve assignment, from one real run of the filled notebook."""
-    spec = curve_spec(assignment)
+    specs = curve_specs(assignment)
     (nb_path,) = sorted(release.glob("*.ipynb"))
     src = nbformat.read(source / nb_path.name, as_version=4)
     rel = nbformat.read(nb_path, as_version=4)
-    ran, curve = run_filled(src, rel, spec.file)
-    edited = json.loads(curve)
-    edited["train_loss"] = [0.9 * v for v in edited["train_loss"]]  # a better-looking curve
+    ran, saved = run_filled(src, rel, [s.file for s in specs])
+    first = specs[0]
     made = {
-        "full-marks": (ran, curve),
-        "unfilled": (filled(src, rel, share=0.0), None),
-        "edited-curve": (ran, json.dumps(edited).encode()),
-        "no-figure": (filled(src, rel), curve),
-        "no-history": (ran, None),
+        "full-marks": (ran, saved),
+        "unfilled": (filled(src, rel, share=0.0), {}),
+        "half-done": (filled(src, rel, share=0.5), {}),
+        "edited-curve": (ran, saved | {first.file: _improved(saved[first.file], first.runs)}),
+        "no-figure": (filled(src, rel), saved),
+        "no-history": (ran, {}),
     }
     for student in students or list(CURVE_EXPECTED):
         folder = dest / student / assignment
         folder.mkdir(parents=True, exist_ok=True)
-        nb, data = made[student]
+        nb, files = made[student]
         nbformat.write(nb, folder / nb_path.name)
-        if data is not None:
-            (folder / spec.file).write_bytes(data)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
     return dest
 
 
-def run_filled(source: nbformat.NotebookNode, release: nbformat.NotebookNode, curve: str):
-    """(executed notebook, bytes of the curve file it saved): a student's real run of the
-    release answered from the source (the kit's own code, run here without a sandbox)."""
+def _improved(curve: bytes, runs: bool) -> bytes:
+    """A curve file whose (first run's) training loss was lowered by a tenth: a better-looking
+    curve than the notebook's code makes."""
+    doc = json.loads(curve)
+    history = next(iter(doc["runs"].values())) if runs else doc
+    history["train_loss"] = [0.9 * v for v in history["train_loss"]]
+    return json.dumps(doc).encode()
+
+
+def run_filled(
+    source: nbformat.NotebookNode, release: nbformat.NotebookNode, curves: list[str]
+) -> tuple[nbformat.NotebookNode, dict[str, bytes]]:
+    """(executed notebook, {file: bytes} of the curve files it saved): a student's real run of
+    the release answered from the source (the kit's own code, run here without a sandbox)."""
     nb = filled(source, release)
     with tempfile.TemporaryDirectory(prefix="cnnkit-synthetic-") as tmp:
         NotebookClient(
             nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": tmp}}
         ).execute()
-        data = (Path(tmp) / curve).read_bytes()
-    return nb, data
+        saved = {name: (Path(tmp) / name).read_bytes() for name in curves}
+    return nb, saved

@@ -15,6 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 
 FORMAT = "cnnkit-history"
+RUNS_FORMAT = "cnnkit-runs"  # several labelled histories of one experiment in one file
 VERSION = 1
 SCHEMA: dict = json.loads(resources.files("cnn_core").joinpath("history.schema.json").read_text())
 
@@ -123,6 +124,51 @@ class History:
         except UnicodeDecodeError:
             raise HistoryError(f"{path}: not a text file") from None
         return cls.from_dict(doc, str(path))
+
+
+def save_runs(runs: dict[str, History], path: str | Path, overwrite: bool = False) -> Path:
+    """Write an experiment's runs, {label: History}, as one JSON file (refuses to replace an
+    existing file unless `overwrite`). Labels are non-empty strings; every History is checked."""
+    path = Path(path)
+    if not isinstance(runs, dict) or not runs:
+        raise HistoryError(f"{path}: runs must be a non-empty dict {{label: History}}")
+    docs = {}
+    for label, history in runs.items():
+        if not isinstance(label, str) or not label:
+            raise HistoryError(f"{path}: run label {label!r} is not a non-empty string")
+        if not isinstance(history, History):
+            raise HistoryError(
+                f"{path}: run {label!r} is a {type(history).__name__}, not the History fit returns"
+            )
+        docs[label] = history.to_dict()
+        validate(docs[label], f"{path}: run {label!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    doc = {"format": RUNS_FORMAT, "version": VERSION, "runs": docs}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def load_runs(path: str | Path) -> dict[str, History]:
+    """Read an experiment's runs file written by `save_runs`: {label: History}, in the file's
+    order. Raises HistoryError naming the run and field that is wrong."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HistoryError(f"{path}: not valid JSON ({err})") from None
+    except UnicodeDecodeError:
+        raise HistoryError(f"{path}: not a text file") from None
+    if not isinstance(doc, dict) or doc.get("format") != RUNS_FORMAT:
+        raise HistoryError(f"{path}: not a runs file (format {RUNS_FORMAT!r}) of save_runs")
+    if doc.get("version") != VERSION:
+        raise HistoryError(f"{path}: runs file version {doc.get('version')!r}, expected {VERSION}")
+    runs = doc.get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise HistoryError(f"{path}: field 'runs' must hold at least one labelled history")
+    return {
+        str(label): History.from_dict(run, f"{path}: run {label!r}") for label, run in runs.items()
+    }
 
 
 def validate(doc, source: str = "history") -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import DTypeLike
 
-from cnn_core import _checks
+from cnn_core import _checks, _guard
 
 Shape = tuple[int, ...]
 Rng = np.random.Generator | int | None
@@ -164,7 +164,7 @@ _BY_NAME: dict[str, Callable[..., np.ndarray]] = {
 def get(init: str | Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     """The initialiser called `init` (e.g. "he_normal"); a callable is returned unchanged.
 
-    A callable must take (shape, rng, dtype) and return an array of that shape.
+    A callable must take (shape, rng, dtype=...) and return an array of that shape.
     Raises ValueError, listing the names, for anything else.
     """
     if callable(init):
@@ -175,3 +175,11 @@ def get(init: str | Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         f"unknown initialiser {init!r}; use one of {', '.join(_BY_NAME)}, "
         "or a function (shape, rng, dtype) -> array"
     )
+
+
+# The initialisers a5 asks students to write refuse to run while a grader forbids them
+# (cnn_core.grading), by name or through get() as the layers' init= resolves it.
+_guard.guard_module(
+    globals(), ["fan_in_out", "gaussian", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
+)
+_BY_NAME.update({name: globals()[name] for name in _BY_NAME})

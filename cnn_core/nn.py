@@ -367,7 +367,7 @@ def _npz_path(path: str | PathLike) -> Path:
 
 def _weight(op: str, init: Init, shape: Shape, rng: Rng, dtype: DTypeLike) -> np.ndarray:
     """Draw a weight of `shape` with the initialiser `init` (a name or a function)."""
-    w = _init.get(init)(shape, _checks.as_rng(op, rng), dtype)
+    w = _init.get(init)(shape, _checks.as_rng(op, rng), dtype=dtype)
     if np.shape(w) != shape:
         raise ValueError(f"{op}: init returned shape {np.shape(w)}, expected {shape}")
     return w

@@ -1,5 +1,5 @@
-"""Grading a4's submitted training curve: the replay that shows a curve is genuine, and the
-whole a4 class graded through the sandbox."""
+"""Grading submitted training curves: the replay that shows a curve (one History or a runs file
+of several) is genuine, and the whole a4 class graded through the sandbox."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from cnn_core.train import REPLAY_ENV, fit
 
 A4 = "a4_train_cnn"
 SPEC = CurveSpec(items=("test_history_valid", "test_test_accuracy"))
+RUNS = CurveSpec(items=("test_runs",), file="runs.json", variable="runs", runs=True)
 
 
 def small_run(iterations: int | None = None) -> History:
@@ -49,7 +50,11 @@ def replay_of(history: History, iterations: int) -> dict:
     """What the export of a replay of `history`'s first iterations holds."""
     short = small_run(iterations)
     short.config = history.config  # a replay records the configuration it was given
-    return history_export("h")({"h": short})
+    return history_export(SPEC)({"history": short})
+
+
+def copy_of(history: History) -> History:
+    return History.from_dict(json.loads(json.dumps(history.to_dict())))
 
 
 def test_fit_stops_at_the_replay_length_and_keeps_its_configuration(monkeypatch, run):
@@ -68,14 +73,14 @@ def test_a_genuine_curve_matches_its_replay(run):
 
 
 def test_an_edited_loss_is_found(run):
-    edited = History.from_dict(json.loads(json.dumps(run.to_dict())))
+    edited = copy_of(run)
     edited.train_loss[4] *= 0.9
     why = genuine(edited, replay_of(run, 10), SPEC)
     assert "training loss at iteration 5 differs" in why
 
 
 def test_a_changed_configuration_is_found(run):
-    edited = History.from_dict(json.loads(json.dumps(run.to_dict())))
+    edited = copy_of(run)
     edited.config["seed"] = 4
     assert "configuration differs in seed" in genuine(edited, replay_of(run, 10), SPEC)
 
@@ -84,6 +89,36 @@ def test_a_curve_that_cannot_be_replayed_is_not_verified(run):
     assert genuine(run, "raised NameError: name 'history' is not defined", SPEC).startswith(
         "not verified"
     )
+
+
+def runs_replay_of(runs: dict[str, History], iterations: int) -> dict:
+    """What the export of a replay of an experiment's runs holds (each a replay of `run`)."""
+    replays = {}
+    for label, history in runs.items():
+        short = small_run(iterations)
+        short.config = history.config
+        replays[label] = short
+    return history_export(RUNS)({"runs": replays})
+
+
+def test_genuine_runs_match_their_replay(run):
+    runs = {"slow": run, "fast": copy_of(run)}
+    assert genuine(runs, runs_replay_of(runs, 10), RUNS) == ""
+
+
+def test_an_edited_run_is_named(run):
+    runs = {"slow": run, "fast": copy_of(run)}
+    replay = runs_replay_of(runs, 10)
+    runs["fast"].train_loss[2] *= 0.9
+    why = genuine(runs, replay, RUNS)
+    assert "run 'fast'" in why and "training loss at iteration 3 differs" in why
+
+
+def test_runs_the_notebook_does_not_make_are_found(run):
+    replay = runs_replay_of({"slow": run, "fast": run}, 10)
+    why = genuine({"slow": run, "fastest": copy_of(run)}, replay, RUNS)
+    assert "holds the runs 'slow', 'fastest'" in why and "makes 'slow', 'fast'" in why
+    assert "holds the runs 'fast', 'slow'" in genuine({"fast": run, "slow": run}, replay, RUNS)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +148,4 @@ def test_the_a4_class_is_graded_on_its_curves(graded):
     missing = points["no-history"]["test_test_accuracy"]
     assert missing.points == 0 and "history.json is missing" in missing.messages[0]
     assert rows["unfilled"].score == 0
+    assert rows["half-done"].score == 2  # build_model; no curve was submitted

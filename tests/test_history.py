@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from cnn_core.history import History, HistoryError, validate
+from cnn_core.history import History, HistoryError, load_runs, save_runs, validate
 from cnn_core.plot import plot_histories, plot_history, smooth
 
 
@@ -106,6 +106,45 @@ def test_load_rejects_non_json(tmp_path):
     path.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(HistoryError):
         History.load(path)
+
+
+def test_runs_round_trip_in_order(tmp_path):
+    runs = {"lr 0.1": make_history(), "lr 0.01": make_history(epochs=2)}
+    path = save_runs(runs, tmp_path / "runs.json")
+    loaded = load_runs(path)
+    assert list(loaded) == ["lr 0.1", "lr 0.01"]
+    assert all(loaded[k].to_dict() == runs[k].to_dict() for k in runs)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_runs(runs, path)
+    save_runs({"one": make_history()}, path, overwrite=True)
+    assert list(load_runs(path)) == ["one"]
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ({}, "non-empty dict"),
+        ([make_history()], "non-empty dict"),
+        ({"": make_history()}, "label '' is not a non-empty string"),
+        ({"a": {"train_loss": []}}, "run 'a' is a dict, not the History fit returns"),
+    ],
+)
+def test_save_runs_refuses_what_is_not_runs(tmp_path, runs, message):
+    with pytest.raises(HistoryError, match=re.escape(message)):
+        save_runs(runs, tmp_path / "runs.json")
+    assert not (tmp_path / "runs.json").exists()
+
+
+def test_load_runs_names_the_run_and_field(tmp_path):
+    path = save_runs({"good": make_history(), "bad": make_history()}, tmp_path / "runs.json")
+    doc = json.loads(path.read_text())
+    del doc["runs"]["bad"]["train_loss"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(HistoryError, match=r"run 'bad'.*'train_loss' is missing"):
+        load_runs(path)
+    make_history().save(tmp_path / "one.json")
+    with pytest.raises(HistoryError, match="not a runs file"):
+        load_runs(tmp_path / "one.json")
 
 
 def test_epoch_of_interpolates():

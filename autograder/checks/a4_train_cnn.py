@@ -9,5 +9,5 @@ from autograder.curves import CurveSpec, history_export
 CHECKS = []
 # seconds a cell may run when graded: a training cell replays its first iterations only
 CELL_TIMEOUT = 300.0
-CURVE = CurveSpec(items=("test_history_valid", "test_test_accuracy"), figure="final_run")
-EXPORTS = {"replay": history_export(CURVE.variable)}
+CURVES = (CurveSpec(items=("test_history_valid", "test_test_accuracy"), figure="final_run"),)
+EXPORTS = {spec.export: history_export(spec) for spec in CURVES}
