@@ -115,7 +115,8 @@ AVG_FORBID = ("avgpool2d_forward", "avgpool2d_backward")
 
 
 def _global_cases(rng: np.random.Generator) -> list[Case]:
-    """Global average pooling: a batch of 1, a 1x1 map, then random shapes."""
+    """Global average pooling: a batch of 1, a 1x1 map, then random shapes; last, a float32 x
+    with a float64 dout (dx keeps x's dtype, as in cnn_core)."""
     cases = []
     for t in range(6):
         n, c = (1 if t == 0 else int(rng.integers(2, 5))), int(rng.integers(1, 6))
@@ -126,6 +127,12 @@ def _global_cases(rng: np.random.Generator) -> list[Case]:
             "dout": rng.standard_normal((n, c)).astype(dtype),
         }
         cases.append(Case(args, f"{dtype_name(dtype)}, x of shape {(n, c, h, w)}"))
+    n, c, h, w = (int(d) for d in rng.integers(1, 6, size=4))
+    args = {
+        "x": rng.standard_normal((n, c, h, w)).astype(np.float32),
+        "dout": rng.standard_normal((n, c)),
+    }
+    cases.append(Case(args, f"float32, x of shape {(n, c, h, w)}, float64 dout"))
     return cases
 
 
@@ -303,7 +310,8 @@ def _scaling(found: float, scale: float) -> str:
 
 def _dropout_backward_cases(rng: np.random.Generator) -> list[Case]:
     """Five training cases and one test-time case with an int seed, then one training case whose
-    rng is a Generator (a backward pass that redraws the mask gets it wrong)."""
+    rng is a Generator (a backward pass that redraws the mask gets it wrong), then a training case
+    of a float32 x with a float64 dout (dx keeps x's dtype, as in cnn_core)."""
     cases = []
     for t in range(7):
         shape = tuple(int(d) for d in rng.integers(1, 8, size=int(rng.integers(1, 5))))
@@ -319,6 +327,17 @@ def _dropout_backward_cases(rng: np.random.Generator) -> list[Case]:
         }
         mode = ("train" if t != 1 else "train=False") + (", rng a Generator" if t == 6 else "")
         cases.append(Case(args, f"{dtype_name(dtype)}, x of shape {shape}, p = {p}, {mode}"))
+    shape = tuple(int(d) for d in rng.integers(1, 8, size=int(rng.integers(1, 5))))
+    p = round(float(rng.uniform(0.05, 0.9)), 3)
+    args = {
+        "p": p,
+        "train": True,
+        "seed": int(rng.integers(2**31)),
+        "generator": False,
+        "x": rng.standard_normal(shape).astype(np.float32),
+        "dout": rng.standard_normal(shape),
+    }
+    cases.append(Case(args, f"float32, x of shape {shape}, float64 dout, p = {p}, train"))
     return cases
 
 
