@@ -1,7 +1,7 @@
 """What a3's and a4's notebooks tell students, held to what their code does: a3's batch norm
 refuses a training batch of one, a3's residual question quotes its own experiment, a4's `fit`
 signature is fit's, a4's written question and rubric are visible in the release, and a4's locked
-cells run the student's comparison and final training when the answer cell lost its call line."""
+cells, not the answer cells, run the student's comparison and final training."""
 
 from __future__ import annotations
 
@@ -163,33 +163,33 @@ def _locked_namespace(function: str, calls: Calls) -> dict:
 
 
 @pytest.mark.parametrize("grade_id", list(LOCKED))
-def test_a4_locked_cell_calls_the_students_function_when_the_answer_cell_did_not(
-    grade_id, tmp_path, monkeypatch
-):
+def test_a4_locked_cell_calls_the_students_function(grade_id, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     nb = _notebook("assignments", A4)
     assert _cell(nb, grade_id).source == _cell(_notebook("solutions", A4), grade_id).source
     function, variable, make = LOCKED[grade_id]
-    assert f"{variable} = {function}(" in _cell(nb, function).source  # the release keeps the line
+    # the answer cells only define the function, in the release and in the solution
+    for kind in ("assignments", "solutions"):
+        answer = _cell(_notebook(kind, A4), function).source
+        assert f"def {function}(" in answer and f"{function}(" not in answer.split("\n")[-1]
+        assert f"{variable} = {function}(" not in answer
+    # the locked cell checks that the function exists, then makes the call, nothing else first
+    code = [ln for ln in _cell(nb, grade_id).source.splitlines() if not ln.startswith("#")]
+    assert code[0] == f'if "{function}" not in globals():' and code[1].lstrip().startswith(
+        "raise NameError("
+    )
+    call = next(i for i, ln in enumerate(code) if ln.startswith(f"{variable} = {function}("))
+    assert all(ln.startswith(" ") for ln in code[1:call]), code[:call]
+    assert "_made_by" not in _cell(nb, grade_id).source
 
-    # the answer cell ran its call line: the locked cell uses that result
     calls = Calls(make)
     ns = _locked_namespace(function, calls)
-    ns[variable] = made = ns[function](ns["data"]) if variable == "runs" else ns[function]()
-    _run(nb, grade_id, ns)
-    assert calls.count == 1 and ns[variable] is made
-    _run(nb, grade_id, ns)  # run again, nothing changed: no new training
-    assert calls.count == 1 and ns[variable] is made
-    # the function was redefined without the call line: the result is stale, so train again
-    ns[function] = calls.function()
-    _run(nb, grade_id, ns)
-    assert calls.count == 2 and ns[variable] is not made
-
-    # the call line was deleted before the cell first ran: the locked cell makes the call
-    calls = Calls(make)
-    ns = _locked_namespace(function, calls)
+    ns[variable] = stale = make()  # a result left from an earlier run is not reused
     printed = _run(nb, grade_id, ns)
-    assert calls.count == 1 and variable in ns and printed
+    assert calls.count == 1 and ns[variable] is not stale and printed
+    made = ns[variable]
+    _run(nb, grade_id, ns)  # every run of the cell runs the student's current function
+    assert calls.count == 2 and ns[variable] is not made
     if grade_id == "final_run":
         assert ns["history"].saved == ["history.json"] and "test accuracy 0.900" in printed
 
