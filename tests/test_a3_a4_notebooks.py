@@ -1,7 +1,8 @@
 """What a3's and a4's notebooks tell students, held to what their code does: a3's batch norm
-refuses a training batch of one, a3's residual question quotes its own experiment, a4's `fit`
-signature is fit's, a4's written question and rubric are visible in the release, and a4's locked
-cells, not the answer cells, run the student's comparison and final training."""
+refuses a training batch of one, a3's residual question quotes its own experiment, a3's written
+questions show their rubric, a4's `fit` signature is fit's, a4's written question and rubric are
+visible in the release, and a4's locked cells, not the answer cells, run the student's comparison
+and final training."""
 
 from __future__ import annotations
 
@@ -88,6 +89,18 @@ def test_a3_batchnorm_backward_test_says_what_it_checks():
     source = _cell(_notebook("assignments", A3), "test_batchnorm_backward").source
     assert "each column of dx (one feature, summed over the N examples" in source
     assert "np.asarray(_dx).sum(axis=0)" in source and "A row of dx" not in source
+
+
+def test_a3_written_questions_show_their_rubric_in_the_release():
+    released = _notebook("assignments", A3)
+    for question, answer in (
+        ("bn_question", "bn_answer"),
+        ("residual_question", "residual_answer"),
+    ):
+        text = _cell(released, question).source
+        assert "*Graded by hand, 1 point per part:*" in text, question
+        assert all(f"({part})" in text.split("Graded by hand")[1] for part in "ab"), question
+        assert _cell(released, answer).source.strip() == "YOUR ANSWER HERE"
 
 
 # --------------------------------------------------------------------------- a4

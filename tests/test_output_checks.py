@@ -280,6 +280,74 @@ def test_a_reference_call_fails_the_check():
     assert fraction == 0.0 and "ReferenceUseError" in messages[0]
 
 
+def _batchnorm_without_refusal(
+    x, gamma, beta, running_mean, running_var, train=True, momentum=0.9, eps=1e-5
+):
+    """a3's batchnorm_forward that trains on a batch of one instead of raising ValueError."""
+    if not train:
+        mu, var = running_mean, running_var
+    else:
+        n = x.shape[0]
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        running_mean[...] = momentum * running_mean + (1 - momentum) * mu
+        running_var[...] = momentum * running_var + (1 - momentum) * var * (n / max(n - 1, 1))
+    xhat = (x - mu) / np.sqrt(var + eps)
+    return gamma * xhat + beta, (xhat, gamma, np.sqrt(var + eps), train)
+
+
+def _batchnorm_dividing_by_zero(
+    x, gamma, beta, running_mean, running_var, train=True, momentum=0.9, eps=1e-5
+):
+    """Another that does not refuse: its unbiased variance divides by N - 1 = 0."""
+    if train:
+        n = x.shape[0]
+        _ = x.var(axis=0) * (n / (n - 1))
+    return _batchnorm_without_refusal(
+        x, gamma, beta, running_mean, running_var, train, momentum, eps
+    )
+
+
+@pytest.mark.parametrize("student", ["alice", "bob", "carol"])
+def test_a3_batchnorm_that_trains_on_a_batch_of_one_loses_that_case_only(student, monkeypatch):
+    """Part 5: training mode with N < 2 raises ValueError. The hidden check's one refusal case,
+    in the grader and in the kernel, and the visible test all say so."""
+    a3 = "a3_backprop"
+    cases = _cases(a3, "test_batchnorm_forward", student)
+    refusal = [c for c in cases if c.args.get("refuse")]
+    assert len(refusal) == 1 and refusal[0].args["x"].shape[0] == 1
+    assert "training mode, N=1" in refusal[0].label
+
+    ns = _with(a3, batchnorm_forward=_batchnorm_without_refusal)
+    scores = _score(ns, a3, student)
+    assert _losses(scores) == {"test_batchnorm_forward": pytest.approx(1 - 1 / len(cases))}
+    messages = scores["test_batchnorm_forward"][1]
+    assert len(messages) == 2 and messages[0].startswith(
+        f"batchnorm_forward: ValueError for a training batch of one wrong with {refusal[0].label} ("
+    )
+    assert "likely cause: it returned a result" in messages[0] and "(Part 5)" in messages[0]
+    assert _leaked_values(a3, scores) == []
+    monkeypatch.setenv("CNNKIT_STUDENT_ID", student)
+    with pytest.raises(AssertionError) as raised:
+        outputs.hidden_test(ns, a3, "test_batchnorm_forward")
+    assert str(raised.value) == "\n".join(messages)
+
+    # the visible test of the cell fails too, saying what the function did
+    cell = next(
+        c
+        for c in _notebook("assignments", a3).cells
+        if _meta(c).get("grade_id") == "test_batchnorm_forward"
+    )
+    with pytest.raises(AssertionError, match=r"N=1\) must raise a ValueError.*it returned instead"):
+        exec(compile(cell.source, "test_batchnorm_forward", "exec"), dict(ns))
+
+    ns = _with(a3, batchnorm_forward=_batchnorm_dividing_by_zero)
+    fraction, messages = _score(ns, a3, student)["test_batchnorm_forward"]
+    assert fraction == pytest.approx(1 - 1 / len(cases))
+    assert f"with {refusal[0].label}: raised ZeroDivisionError" in messages[0]
+    with pytest.raises(AssertionError, match="it raised ZeroDivisionError"):
+        exec(compile(cell.source, "test_batchnorm_forward", "exec"), dict(ns))
+
+
 def test_masks_and_scaling_both_wrong_lead_with_the_scaling():
     """A dropout that draws its own mask and forgets to rescale hears first about the scale,
     which decides every expected value; the hint gives no hidden value."""

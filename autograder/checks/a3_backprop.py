@@ -229,9 +229,12 @@ def _bn_inputs(rng: np.random.Generator, n: int, d: int, dtype: Any) -> dict:
     }
 
 
+REFUSAL = "ValueError for a training batch of one"  # the output of the refusal case
+
+
 def _bn_forward_cases(rng: np.random.Generator) -> list[Case]:
     """A training step (a batch of 2, a random batch, a larger eps), then a test-mode batch
-    x_test."""
+    x_test, in each dtype; last, a training batch of one, which must raise ValueError."""
     cases = []
     for dtype in DTYPES:
         for t, what in enumerate(("", "", ", a larger eps")):
@@ -244,6 +247,10 @@ def _bn_forward_cases(rng: np.random.Generator) -> list[Case]:
             size = (int(rng.integers(1, 6)), d)
             args["x_test"] = rng.normal(loc=rng.uniform(-3, 3), scale=2.0, size=size).astype(dtype)
             cases.append(Case(args, f"{dtype_name(dtype)}, N={n}, D={d}{what}"))
+    dtype = DTYPES[int(rng.integers(len(DTYPES)))]
+    d = int(rng.integers(1, 7))
+    args = _bn_inputs(rng, 1, d, dtype) | {"momentum": 0.9, "eps": 1e-5, "refuse": True}
+    cases.append(Case(args, f"{dtype_name(dtype)}, training mode, N=1, D={d}"))
     return cases
 
 
@@ -271,12 +278,36 @@ def _bn_train_then_test(fn: Callable, a: dict) -> dict:
     return _bn_forward(fn, a, True) | _bn_forward(fn, a, False)
 
 
+def _bn_refuses(fn: Callable, a: dict) -> dict:
+    """{REFUSAL: 1} when `fn` raises ValueError on the case's training batch of one, 0 when it
+    returns; any other exception propagates, to be reported as what it raised."""
+    try:
+        _bn_forward(fn, a, True)
+    except ValueError:
+        return {REFUSAL: np.int64(1)}
+    return {REFUSAL: np.int64(0)}
+
+
 def _bn_forward_run(ns: Mapping[str, Any], case: Case) -> dict:
+    if case.args.get("refuse"):
+        return _bn_refuses(ns["batchnorm_forward"], case.args)
     return _bn_train_then_test(ns["batchnorm_forward"], case.args)
 
 
 def _bn_forward_expected(case: Case) -> dict:
+    if case.args.get("refuse"):
+        return _bn_refuses(ref.batchnorm_forward, case.args)
     return _bn_train_then_test(ref.batchnorm_forward, case.args)
+
+
+def _bn_forward_explain(case: Case, outputs: dict) -> str:
+    """The refusal case's hint: what Part 5 asks of a training batch of one."""
+    if case.args.get("refuse") and outputs.get(REFUSAL) is not None:
+        return (
+            "it returned a result; in training mode a batch of fewer than 2 examples must "
+            "raise a ValueError that names the problem (Part 5)"
+        )
+    return ""
 
 
 def _bn_backward_cases(rng: np.random.Generator) -> list[Case]:
@@ -433,6 +464,7 @@ CHECKS = [
         _bn_forward_run,
         _bn_forward_expected,
         forbid=BN_FORBID,
+        explain=_bn_forward_explain,
     ),
     Check(
         "test_batchnorm_backward",
