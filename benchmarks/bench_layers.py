@@ -17,12 +17,13 @@ import sys
 import textwrap
 import time
 
+import _machine
 import numpy as np
 import torch
 import torch.nn.functional as tf
 
+from cnn_core import _threads, naive
 from cnn_core import functional as fast
-from cnn_core import naive
 
 THREADS = 2
 CONV_SHAPES = [  # (N, C, H, W), F, K, padding
@@ -199,6 +200,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=15, help="timed calls per measurement")
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
+    print(_machine.describe(torch.get_num_threads(), _threads.chunk_threads()))
     gemm = gemm_gflops(args.repeat)
     print(
         f"numpy float32 GEMM (2048^3): {gemm:.1f} GFLOP/s, torch threads {torch.get_num_threads()}"

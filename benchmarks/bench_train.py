@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import _machine
 import numpy as np
 import torch
 
-from cnn_core import nn, optim
+from cnn_core import _threads, nn, optim
 from cnn_core.data import Normalizer, load_dataset
 from cnn_core.functional import softmax_cross_entropy
 
@@ -88,6 +89,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     name, x, y = load(args.data)
+    print(_machine.describe(torch.get_num_threads(), _threads.chunk_threads()))
     order = np.random.default_rng(0).permutation(len(y))
     print(
         f"{name}: {len(y):,} images, batch {BATCH}, {-(-len(y) // BATCH)} iterations, "

@@ -67,6 +67,12 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def chunk_threads() -> int:
+    """Threads a chunked job of many chunks would use now: BLAS's thread count (the fewest of its
+    libraries'), at most one a core."""
+    return max(1, min(_blas_threads(_blas()), _CORES))
+
+
 def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
     """[job(start, stop) for each chunk [start, stop) of range(n), `per` items a chunk], in order.
 
