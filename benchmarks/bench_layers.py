@@ -231,10 +231,12 @@ def main(argv=None) -> None:
             pool_ratio = times["torch"] / times["cnn_core"]
     startup, first_grad = first_result_seconds()
     geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
-    print("\ntargets (float32, forward + backward):")
+    print(
+        "\ntargets (float32, forward + backward; x1.25 = 0.8 of torch's time, x2.00 = half of it):"
+    )
     checks = [
-        (f"convolution vs torch, geometric mean x{geo:.2f}", geo >= 1.0, ">= x1.00"),
-        (f"slowest convolution vs torch x{min(ratios):.2f}", min(ratios) >= 1 / 1.5, ">= x0.67"),
+        (f"convolution vs torch, geometric mean x{geo:.2f}", geo >= 1.25, ">= x1.25"),
+        (f"slowest convolution vs torch x{min(ratios):.2f}", min(ratios) >= 1.0, ">= x1.00"),
         (
             f"largest convolution at {100 * largest_rate / gemm:.0f}% of GEMM rate",
             largest_rate >= 0.6 * gemm,
