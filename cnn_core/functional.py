@@ -226,7 +226,9 @@ class PoolCache(NamedTuple):
     stride: tuple[int, int]
     out_shape: tuple[int, ...]  # (N, C, OH, OW)
     dtype: np.dtype
-    argmax: np.ndarray | None  # (N, C, OH, OW) flat index into each H*W plane; max pooling only
+    # Max pooling only, (N, C, OH, OW): where each window's first maximum lies, as a flat index
+    # into its H*W plane (int32), or for 2x2 windows at stride 2 as its offset 2*i + j (uint8).
+    argmax: np.ndarray | None
 
 
 def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None):
@@ -236,15 +238,28 @@ def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None):
     (AlexNet's 3x3 stride 2); the first maximum in row-major order receives the gradient.
     """
     x, kernel, stride, (oh, ow) = _checks.pool_args("maxpool2d_forward", x, kernel_size, stride)
-    out, arg = _kernels().maxpool_forward(np.ascontiguousarray(x), *kernel, *stride, oh, ow)
+    x = np.ascontiguousarray(x)
+    if _pairs(kernel, stride):
+        out, arg = _kernels().maxpool2x2_forward(x, oh, ow)
+    else:
+        out, arg = _kernels().maxpool_forward(x, *kernel, *stride, oh, ow)
     return out, PoolCache(x.shape, kernel, stride, out.shape, x.dtype, arg)
+
+
+def _pairs(kernel: tuple[int, int], stride: tuple[int, int]) -> bool:
+    """Whether pooling takes the vectorised path of 2x2 windows at stride 2."""
+    return kernel == (2, 2) and stride == (2, 2)
 
 
 def maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of max pooling. dout: (N, C, OH, OW). Returns dx (N, C, H, W)."""
-    dout = _checks.dout_like("maxpool2d_backward", dout, cache.out_shape, cache.dtype)
+    dout = np.ascontiguousarray(
+        _checks.dout_like("maxpool2d_backward", dout, cache.out_shape, cache.dtype)
+    )
     _, _, h, w = cache.x_shape
-    return _kernels().maxpool_backward(np.ascontiguousarray(dout), cache.argmax, h, w)
+    if _pairs(cache.kernel, cache.stride):
+        return _kernels().maxpool2x2_backward(dout, cache.argmax, h, w)
+    return _kernels().maxpool_backward(dout, cache.argmax, h, w)
 
 
 def avgpool2d_forward(x: np.ndarray, kernel_size, stride=None):

@@ -236,6 +236,33 @@ def test_maxpool_ties_send_gradient_to_first_max(impl):
     assert dx[0, 0].tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 2, 3), (3, 1, 5, 2), (0, 2, 4, 4)]
+)
+def test_2x2_maxpool_path_equals_the_general_kernel_and_the_loops(shape, dtype):
+    """2x2 windows at stride 2 take their own vectorised kernels: the same outputs and gradients,
+    bit for bit, as the general kernels and the loops, on values full of ties, odd sizes (a row
+    and a column no window covers) and strided inputs."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-2, 3, (*shape, 2)).astype(dtype)[..., 0]  # few distinct values: many ties
+    out, cache = fast.maxpool2d_forward(x, 2)
+    assert cache.argmax.dtype == np.uint8
+    dout = rng.standard_normal((*out.shape, 2)).astype(dtype)[..., 1]
+    dx = fast.maxpool2d_backward(dout, cache)
+    from cnn_core import _kernels as k
+
+    oh, ow = out.shape[2:]
+    general_out, arg = k.maxpool_forward(np.ascontiguousarray(x), 2, 2, 2, 2, oh, ow)
+    general_dx = k.maxpool_backward(np.ascontiguousarray(dout), arg, *shape[2:])
+    loops_out, loops_cache = naive.maxpool2d_forward(x, 2)
+    loops_dx = naive.maxpool2d_backward(dout, loops_cache)
+    for got, general, loops in ((out, general_out, loops_out), (dx, general_dx, loops_dx)):
+        assert got.dtype == np.dtype(dtype) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, general)
+        np.testing.assert_array_equal(got, loops)
+
+
 def test_overlapping_maxpool_accumulates_gradient():
     """AlexNet's 3x3 stride 2 pooling: a maximum shared by two windows gets both gradients."""
     x = np.zeros((1, 1, 5, 5))
