@@ -12,8 +12,9 @@ An assignment's check module declares its `CURVES` (CurveSpecs, one per submitte
   file in a trusted process of their own (`_curve_tests.py`), never in the student's kernel: the
   schema, the consistency checks and the thresholds.
 - `genuine` compares the submission with the replay: the same runs, each with the same
-  configuration and the same first training and validation losses within
-  `cnn_core.grading.CURVE_TOLERANCE`. A curve that differs, or that could not be replayed, is
+  configuration and the same first training losses (within `cnn_core.grading.CURVE_TOLERANCE`
+  for the first iterations, then within the drift that rounding on another machine grows
+  into, `CURVE_DRIFT`), and the same validation losses where evaluated in the first iterations. A curve that differs, or that could not be replayed, is
   flagged `fabricated-curve` and its items earn nothing.
 - The notebook must show the plotted curves: the figure cell's output must hold an image.
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from autograder.outcome import FlagNote, ItemResult
 from autograder.static_checks import MAGIC
-from cnn_core.grading import CURVE_TOLERANCE
+from cnn_core.grading import CURVE_DRIFT, CURVE_EXACT_ITERATIONS, CURVE_TOLERANCE
 from cnn_core.history import History, HistoryError, load_runs
 
 MB = 2**20
@@ -196,9 +197,7 @@ def _figure_problem(nb: nbformat.NotebookNode, spec: CurveSpec) -> str:
     )
 
 
-def genuine(
-    submitted: History | Runs, replay: dict[str, np.ndarray] | str, spec: CurveSpec
-) -> str:
+def genuine(submitted: History | Runs, replay: dict[str, np.ndarray] | str, spec: CurveSpec) -> str:
     """Why the submitted History (or runs) is not what a replay of the notebook's training
     gives ("" when it is): other runs, a configuration that differs, or first losses that do
     not match."""
@@ -244,30 +243,53 @@ def _run_differs(submitted: History, replay: dict[str, Any], where: str) -> str:
             f"{where} was not made by the notebook's training: its configuration differs "
             f"in {', '.join(differ)}"
         )
-    rtol, atol = CURVE_TOLERANCE
     ours = replay["train_loss"]
     n = len(ours)
     theirs = np.asarray(submitted.train_loss[:n], dtype=np.float64)
     if n == 0 or len(theirs) < n:
         return f"{where} has fewer training losses than the replay's {n}"
-    if not np.allclose(theirs, ours, rtol=rtol, atol=atol):
-        first = int(np.argmax(~np.isclose(theirs, ours, rtol=rtol, atol=atol)))
-        return (
-            f"{where} was not made by the notebook's training: the training loss at "
-            f"iteration {first + 1} differs from a replay of the first {n} iterations"
-        )
+    why = _train_losses_differ(theirs, ours)
+    if why:
+        return f"{where} was not made by the notebook's training: {why}"
     replayed = dict(zip(replay["val_iteration"], replay["val_loss"], strict=True))
     for it, loss in zip(submitted.val_iteration, submitted.val_loss, strict=True):
-        if (
-            it in replayed
-            and it < n
-            and not math.isclose(loss, replayed[it], rel_tol=rtol, abs_tol=atol)
-        ):
+        if it in replayed and it <= CURVE_EXACT_ITERATIONS and not _close(loss, replayed[it]):
             return (
                 f"{where} was not made by the notebook's training: the validation loss at "
                 f"iteration {it} differs from the replay's"
             )
     return ""
+
+
+def _train_losses_differ(theirs: np.ndarray, ours: np.ndarray) -> str:
+    """Why the submitted first losses are not the replay's ("" when they are): one of the first
+    CURVE_EXACT_ITERATIONS off by more than CURVE_TOLERANCE, or the later ones drifting by a
+    median relative difference above CURVE_DRIFT."""
+    rtol, atol = CURVE_TOLERANCE
+    k = min(len(ours), CURVE_EXACT_ITERATIONS)
+    close = np.isclose(theirs[:k], ours[:k], rtol=rtol, atol=atol)
+    if not close.all():
+        first = int(np.argmax(~close))
+        return (
+            f"the training loss at iteration {first + 1} differs from a replay of the first "
+            f"{len(ours)} iterations"
+        )
+    if len(ours) > k:
+        drift = np.abs(theirs[k:] - ours[k:]) / np.maximum(np.abs(ours[k:]), atol)
+        if np.median(drift) > CURVE_DRIFT:
+            return (
+                f"the training loss differs from a replay of iterations {k + 1}-{len(ours)} by "
+                f"{np.median(drift):.0%} (median), more than another machine's rounding explains"
+            )
+    return ""
+
+
+def _close(theirs: float, ours: float) -> bool:
+    """A validation loss within the first CURVE_EXACT_ITERATIONS against the replay's (later
+    ones are left out: a loss measured on a held-out split amplifies the drift of the weights,
+    by over 2% at a large learning rate, while the training losses already show it)."""
+    rtol, atol = CURVE_TOLERANCE
+    return math.isclose(theirs, ours, rel_tol=rtol, abs_tol=atol)
 
 
 def run_curve_tests(

@@ -696,7 +696,9 @@ def _grade_curve(
         replay = outputs.exported(payload, spec.export)
         if isinstance(replay, str) and run.reason:
             replay = f"{replay}: {run.reason}"
-        found, noted = curves.grade_curve(spec, sub.folder, book.submitted, book.source, replay, mine)
+        found, noted = curves.grade_curve(
+            spec, sub.folder, book.submitted, book.source, replay, mine
+        )
         results |= found
         flags += noted
     return results, flags

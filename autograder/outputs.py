@@ -131,16 +131,21 @@ def check_module(assignment: str) -> ModuleType | None:
 
 
 def harvest_cell(
-    assignment: str, case_seconds: float = CASE_SECONDS, deadline: float | None = None
+    assignment: str,
+    case_seconds: float = CASE_SECONDS,
+    deadline: float | None = None,
+    run_checks: bool = True,
 ) -> nbformat.NotebookNode:
     """The cell appended to the notebook the sandbox runs. It has no cell time limit of its own
     (`{"cnnkit": {"timeout": false}}`): each of its cases has `case_seconds`, and cases left
-    at `deadline` (time.monotonic() seconds, a clock the sandbox shares) are not run."""
+    at `deadline` (time.monotonic() seconds, a clock the sandbox shares) are not run.
+    `run_checks`: False harvests the exports only (`cnnkit validate` runs no hidden checks)."""
     import nbformat
 
     cell = nbformat.v4.new_code_cell(
         f"from autograder.outputs import harvest as _cnnkit_harvest\n"
-        f"_cnnkit_harvest(globals(), {assignment!r}, {float(case_seconds)!r}, {deadline!r})"
+        f"_cnnkit_harvest(globals(), {assignment!r}, {float(case_seconds)!r}, {deadline!r}, "
+        f"{run_checks!r})"
     )
     cell.metadata["cnnkit"] = {"role": HARVEST_ID, "timeout": False}
     return cell
@@ -151,14 +156,18 @@ def harvest(
     assignment: str,
     case_seconds: float = CASE_SECONDS,
     deadline: float | None = None,
+    run_checks: bool = True,
 ) -> None:
-    """Display the checks' `results` and the module's `exports` as MIME data (kernel side)."""
+    """Display the checks' `results` (unless not `run_checks`) and the module's `exports` as MIME
+    data (kernel side)."""
     from IPython.display import display
 
     limit = Budget(case_seconds, deadline)
     payload = {
         "version": 1,
-        "checks": results(namespace, assignment, student_id(), limit, case_key()),
+        "checks": results(namespace, assignment, student_id(), limit, case_key())
+        if run_checks
+        else {},
         "exports": exports(namespace, assignment, limit),
     }
     display({MIME: payload}, raw=True)

@@ -199,7 +199,10 @@ def _released_cell_problem(cell: NotebookNode, copies: list[NotebookNode]) -> st
         # nbgrader's checksum covers the source with the type, flags, grade_id and points; the
         # release's stored value is used, so editing the copy's checksum field changes nothing.
         if meta.get("locked") and _checksum(copy) != _released_checksum(cell):
-            return "source edited (the cell is locked)"
+            return (
+                "source differs from the release's (the cell is locked: it was edited, or the "
+                "notebook came from an older release, whose cells must be copied into the current one)"
+            )
     return None
 
 

@@ -399,10 +399,11 @@ def disguised_notebook(
 
 
 def _make_curve_class(source: Path, release: Path, assignment: str, dest: Path, students) -> Path:
-    """The class of a curve assignment, from one real run of the filled notebook."""
+    """The class of a curve assignment, from one real run of the release filled with the answer
+    key's code (an independently written notebook where there is one)."""
     specs = curve_specs(assignment)
     (nb_path,) = sorted(release.glob("*.ipynb"))
-    src = nbformat.read(source / nb_path.name, as_version=4)
+    src = answer_key(assignment, nbformat.read(source / nb_path.name, as_version=4))
     rel = nbformat.read(nb_path, as_version=4)
     ran, saved = run_filled(src, rel, [s.file for s in specs])
     first = specs[0]

@@ -6,7 +6,11 @@ Two things the grader would find, checked on the student's own machine:
    deleted locked cells, use of the kit's reference ops, libraries that do the work, patched
    checkers (what `cnnkit grade` would flag);
 2. the notebook run top to bottom in a fresh kernel, as the grader would run it, each cell under
-   the assignment's cell limit: which visible tests fail, and with what error.
+   the assignment's cell limit: which visible tests fail, and with what error;
+3. for an assignment graded on training curves (a4, a5), what the grader checks on the curve
+   files next to the notebook: the notebook runs with every `fit` cut to its first iterations,
+   in a folder without those files (the student's other files linked in), and each file is
+   compared with that replay and checked by its visible test cells, as `cnnkit grade` does.
 
 The hidden tests are not run: they exist only in the instructor's source.
 """
@@ -17,13 +21,17 @@ import contextlib
 import logging
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from autograder import curves, outputs
 from autograder.release import ASSIGNMENTS
 from autograder.static_checks import Flag, inspect, policy
+from cnn_core.train import REPLAY_ENV
 
 ERROR_CHARS = 300
 
@@ -42,6 +50,7 @@ class Validation:
     passing: list[str] = field(default_factory=list)  # test cells that ran cleanly
     stopped: str = ""  # why the run stopped early, if it did
     unanswered: list[str] = field(default_factory=list)  # written answers left as released
+    replayed: bool = False  # the training was replayed and the curve files checked
 
     @property
     def ok(self) -> bool:
@@ -67,10 +76,67 @@ def validate(
             f"{path.name}: no released notebook {release} (name the assignment with "
             f"--assignment: {known})"
         )
-    found = Validation(name, inspect(submitted, nbformat.read(release, as_version=4), policy(name)))
+    released_nb = nbformat.read(release, as_version=4)
+    found = Validation(name, inspect(submitted, released_nb, policy(name)))
     found.unanswered = _unanswered(submitted)
-    _run(submitted, path.parent, timeout, found)
+    specs = outputs.curve_specs(name)
+    if not specs:
+        _run(submitted, path.parent, timeout, found)
+        return found
+    with _replay_folder(path.parent, specs) as work, _replaying(specs):
+        copy = submitted.copy()
+        copy.cells = [*submitted.cells, outputs.harvest_cell(name, run_checks=False)]
+        ran = _run(copy, work, timeout, found, skip={g for s in specs for g in s.items})
+    _check_curves(specs, path.parent, submitted, released_nb, outputs.harvested(ran), found)
     return found
+
+
+@contextlib.contextmanager
+def _replay_folder(folder: Path, specs: tuple[curves.CurveSpec, ...]) -> Iterator[Path]:
+    """A temporary folder holding links to everything in `folder` but the curve files."""
+    files = {s.file for s in specs}
+    with tempfile.TemporaryDirectory(prefix="cnnkit-validate-") as tmp:
+        for entry in folder.iterdir():
+            if entry.name not in files:
+                (Path(tmp) / entry.name).symlink_to(entry.resolve())
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _replaying(specs: tuple[curves.CurveSpec, ...]) -> Iterator[None]:
+    """$CNNKIT_REPLAY_ITERATIONS set for the block, as the grader sets it for its kernel."""
+    saved = os.environ.get(REPLAY_ENV)
+    os.environ[REPLAY_ENV] = str(curves.replay_iterations(specs))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(REPLAY_ENV, None)
+        else:
+            os.environ[REPLAY_ENV] = saved
+
+
+def _check_curves(
+    specs: tuple[curves.CurveSpec, ...],
+    folder: Path,
+    submitted: nbformat.NotebookNode,
+    released: nbformat.NotebookNode,
+    payload: dict | None,
+    found: Validation,
+) -> None:
+    """Grade each curve file in `folder` as `cnnkit grade` would, on the release's visible tests."""
+    found.replayed = True
+    for spec in specs:
+        replay = outputs.exported(payload, spec.export)
+        results, flags = curves.grade_curve(
+            spec, folder, submitted, released, replay, dict.fromkeys(spec.items, 1.0)
+        )
+        for gid, result in results.items():
+            if result.points == result.max_points:
+                found.passing.append(gid)
+            else:
+                found.failing.append((gid, "; ".join(result.messages)[:ERROR_CHARS]))
+        found.flags += [Flag(f.name, f.reason, f.cell) for f in flags]
 
 
 def _unanswered(nb: nbformat.NotebookNode) -> list[str]:
@@ -87,8 +153,15 @@ def _unanswered(nb: nbformat.NotebookNode) -> list[str]:
     ]
 
 
-def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validation) -> None:
-    """Execute a copy of `nb` in a fresh kernel in `folder` and sort its test cells."""
+def _run(
+    nb: nbformat.NotebookNode,
+    folder: Path,
+    timeout: float,
+    found: Validation,
+    skip: set[str] = frozenset(),
+) -> nbformat.NotebookNode:
+    """Execute a copy of `nb` in a fresh kernel in `folder`, sort its test cells but those in
+    `skip`, and return the executed copy."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -121,6 +194,8 @@ def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validat
         if not (meta.get("grade") and cell.cell_type == "code"):
             continue
         gid = meta.get("grade_id", "?")
+        if gid in skip:
+            continue
         error = _error(cell)
         if cell.get("execution_count") is None:
             found.failing.append((gid, "not run"))
@@ -128,6 +203,7 @@ def _run(nb: nbformat.NotebookNode, folder: Path, timeout: float, found: Validat
             found.failing.append((gid, error))
         else:
             found.passing.append(gid)
+    return copy
 
 
 def _cell_name(nb: nbformat.NotebookNode, running: list[int]) -> str:
@@ -182,6 +258,12 @@ def describe(found: Validation) -> str:
         lines += [
             "",
             f"Written answers still as released (they score 0): {', '.join(found.unanswered)}.",
+        ]
+    if found.replayed:
+        lines += [
+            "",
+            "The training runs were replayed briefly from your code and compared with the curve "
+            "files next to the notebook, as the grader does.",
         ]
     lines += ["", "Hidden tests run only when graded, on cases drawn for you."]
     return "\n".join(lines)

@@ -180,6 +180,7 @@ def get(init: str | Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 # The initialisers a5 asks students to write refuse to run while a grader forbids them
 # (cnn_core.grading), by name or through get() as the layers' init= resolves it.
 _guard.guard_module(
-    globals(), ["fan_in_out", "gaussian", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
+    globals(),
+    ["fan_in_out", "gaussian", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"],
 )
 _BY_NAME.update({name: globals()[name] for name in _BY_NAME})

@@ -79,6 +79,17 @@ def test_an_edited_loss_is_found(run):
     assert "training loss at iteration 5 differs" in why
 
 
+def test_rounding_drift_after_the_first_iterations_is_not_fabrication(run):
+    """Another machine's rounding grows over the replayed steps: a curve equal to the replay for
+    its first iterations and 1% off later is genuine; 10% off later is not."""
+    replay = replay_of(run, 30)
+    drifted = copy_of(run)
+    drifted.train_loss[12:30] = [v * 1.01 for v in run.train_loss[12:30]]
+    assert genuine(drifted, replay, SPEC) == ""
+    drifted.train_loss[12:30] = [v * 1.1 for v in run.train_loss[12:30]]
+    assert "by 10% (median)" in genuine(drifted, replay, SPEC)
+
+
 def test_a_changed_configuration_is_found(run):
     edited = copy_of(run)
     edited.config["seed"] = 4

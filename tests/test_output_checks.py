@@ -18,10 +18,22 @@ import pytest
 from autograder import outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ("a1_convolution", "a2_pooling_dropout", "a3_backprop")
-# Autograded test cells without an output check, and why: none so far, every test cell of these
-# assignments tests a function or answer variables.
-NOT_COVERED: dict[str, dict[str, str]] = {a: {} for a in ASSIGNMENTS}
+ASSIGNMENTS = ("a1_convolution", "a2_pooling_dropout", "a3_backprop", "a5_training_techniques")
+A5 = "a5_training_techniques"
+# Autograded test cells without an output check, and why: a5's experiments are graded on their
+# submitted curve files (autograder.curves); every other test cell tests a function or answers.
+NOT_COVERED: dict[str, dict[str, str]] = {a: {} for a in ASSIGNMENTS} | {
+    A5: dict.fromkeys(
+        (
+            "test_overfit",
+            "test_init_runs",
+            "test_batchnorm_runs",
+            "test_regularisation_runs",
+            "test_schedule_runs",
+        ),
+        "a curve file",
+    )
+}
 
 
 def _notebook(kind: str, assignment: str) -> nbformat.NotebookNode:
@@ -577,6 +589,82 @@ def test_a_lookup_table_precomputed_from_the_public_generators_earns_nothing():
     assert graded("a key derived from the course's secret") == 0.0
 
 
+def test_a5_functions_with_classic_mistakes_lose_their_cases():
+    """He with fan_out, batch norm per position, a loss taken in training mode, feature maps in
+    training mode: each loses the cases it gets wrong, and only those."""
+    sol = _namespace("solutions", A5)
+
+    def he_fan_out(shape, rng, dtype=np.float32):
+        return (rng.standard_normal(shape) * math.sqrt(2.0 / sol["fans"](shape)[1])).astype(dtype)
+
+    def bn_per_position(x, gamma, beta, rm, rv, train=True, momentum=0.9, eps=1e-5):
+        if not train:
+            return sol["spatial_batchnorm_forward"](x, gamma, beta, rm, rv, False, momentum, eps)
+        mean, var = x.mean(axis=0, keepdims=True), x.var(axis=0, keepdims=True)
+        out = gamma.reshape(1, -1, 1, 1) * (x - mean) / np.sqrt(var + eps) + beta.reshape(
+            1, -1, 1, 1
+        )
+        return out.astype(x.dtype), None
+
+    def loss_in_train_mode(model, x, y):
+        model.train()
+        scores = np.asarray(model(x), dtype=np.float64)
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-log_probs[np.arange(len(y)), y].mean())
+
+    def maps_in_train_mode(model, x, n_layers):
+        out = x
+        for layer in list(model)[:n_layers]:
+            out = layer(out)
+        return out
+
+    scores = _score(
+        _with(
+            A5,
+            he_init=he_fan_out,
+            spatial_batchnorm_forward=bn_per_position,
+            initial_loss=loss_in_train_mode,
+            feature_maps=maps_in_train_mode,
+        ),
+        A5,
+    )
+    losses = _losses(scores)
+    assert set(losses) == {
+        "test_initialisers",
+        "test_spatial_batchnorm_forward",
+        "test_spatial_batchnorm_backward",  # it calls the forward pass for its cache
+        "test_initial_loss",
+        "test_looking_inside",
+    }
+    _, messages = scores["test_initialisers"]
+    assert all("he_init wrong" in m or m.startswith("... and") for m in messages[:-1]), messages
+    loss_cases = _cases(A5, "test_initial_loss")
+    named = _failing_labels(scores["test_initial_loss"][1], loss_cases)
+    assert named and all("dropout" in label for label in named), named
+    _, bn_messages = scores["test_spatial_batchnorm_forward"]
+    assert "test mode" not in "\n".join(bn_messages[:-1])
+    assert _leaked_values(A5, scores) == []
+
+
+def test_a5_kit_initialisers_and_batch_norm_earn_nothing():
+    """Wrapping cnn_core's initialisers or batch norm fails the checks."""
+    from cnn_core import functional, init
+
+    scores = _score(
+        _with(
+            A5,
+            fans=init.fan_in_out,
+            he_init=lambda shape, rng, dtype=np.float32: init.he_normal(shape, rng, dtype=dtype),
+            spatial_batchnorm_forward=functional.batchnorm2d_forward,
+        ),
+        A5,
+    )
+    for grade_id in ("test_initialisers", "test_spatial_batchnorm_forward"):
+        fraction, messages = scores[grade_id]
+        assert fraction == 0 and "ReferenceUseError" in "\n".join(messages), (grade_id, messages)
+
+
 def test_a_call_that_raises_in_its_fork_ends_that_fork_only():
     def broken():
         raise RuntimeError("not a dict")  # a grader bug, not the student's: it must not escape
@@ -611,7 +699,9 @@ def test_every_hidden_block_is_one_call_of_its_check(assignment):
     blocks = {
         _meta(c)["grade_id"]: HIDDEN_BLOCK.findall(c.source)
         for c in _notebook("solutions", assignment).cells
-        if _meta(c).get("grade") and not _meta(c).get("solution")
+        if _meta(c).get("grade")
+        and not _meta(c).get("solution")
+        and _meta(c)["grade_id"] not in NOT_COVERED[assignment]
     }
     assert set(blocks) == set(_checks(assignment))
     for grade_id, found in blocks.items():
