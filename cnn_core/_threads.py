@@ -1,4 +1,5 @@
-"""Run a batch in chunks on threads, each calling single-threaded BLAS.
+"""Run a batch in chunks on threads, each calling single-threaded BLAS; the CPU facts that size the
+chunks, and each thread's reusable scratch memory.
 
 The convolutions split a batch into chunks that fit a core's cache and run the chunks on as many
 threads as BLAS would use by itself; meanwhile BLAS is held to one thread (threadpoolctl), so
@@ -14,12 +15,18 @@ thread during a chunked job runs single-threaded until the job returns.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -65,6 +72,106 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+# --------------------------------------------------------------------------- the CPU's caches
+
+_DEFAULT_CACHE = 1 << 20  # where the CPU does not say: a common L2 size of current x86 cores
+_CACHE_RANGE = (1 << 18, 1 << 22)  # what a reported size is held to: 256 KiB .. 4 MiB
+
+
+@functools.cache
+def core_cache_bytes() -> int:
+    """Bytes of the largest cache one core has to itself: its L2, divided among the logical CPUs
+    that share it (hyperthreads, or a cluster of small cores), read from what the CPU reports
+    (Linux's sysfs, else sysconf, else macOS's sysctl); 1 MiB where nothing says, and held to
+    256 KiB .. 4 MiB. Read once a process."""
+    size = _sysfs_l2() or _sysconf_l2() or _sysctl_l2() or _DEFAULT_CACHE
+    return min(max(size, _CACHE_RANGE[0]), _CACHE_RANGE[1])
+
+
+def _cpu_list_count(text: str) -> int:
+    """How many CPUs a list such as '0-3,8-11' names."""
+    count = 0
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            count += int(last or first) - int(first) + 1
+    return max(count, 1)
+
+
+def _sysfs_l2() -> int | None:
+    """The L2 share of the CPU this process may run on first, from Linux's sysfs."""
+    cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    for index in sorted(Path(f"/sys/devices/system/cpu/cpu{cpu}/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2":
+                continue
+            if (index / "type").read_text().strip() not in ("Unified", "Data"):
+                continue
+            text = (index / "size").read_text().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            size = int(text.rstrip("KMG")) * scale
+            sharing = _cpu_list_count((index / "shared_cpu_list").read_text())
+            return size // sharing
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _sysconf_l2() -> int | None:
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return size if size > 0 else None
+
+
+def _sysctl_l2() -> int | None:
+    """macOS: the performance cores' L2 divided among the cores sharing it."""
+    if sys.platform != "darwin":
+        return None
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+
+        def read(name: str) -> int:
+            value, size = ctypes.c_int64(0), ctypes.c_size_t(8)
+            if libc.sysctlbyname(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0):
+                return 0
+            return value.value
+
+        size = read("hw.perflevel0.l2cachesize") or read("hw.l2cachesize")
+        return size // max(1, read("hw.perflevel0.cpusperl2")) if size else None
+    except (OSError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------- scratch memory
+
+_local = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of `shape` and `dtype`, private to the calling thread and
+    handed out again by the next call with the same `name` on this thread: a chunk's temporaries
+    then reuse memory that is already mapped and likely in cache, instead of fresh pages the
+    allocator may have handed back to the system. Buffers beyond four times the core's cache
+    are not kept. Whatever the caller returns must not be such an array, or a view of one."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        buffers = _local.buffers
+    except AttributeError:
+        buffers = _local.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = np.empty(max(nbytes, 1), np.uint8)
+        if nbytes <= 4 * core_cache_bytes():
+            buffers[name] = buffer
+    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def chunk_threads() -> int:

@@ -174,7 +174,9 @@ def test_forward_conv_needs_no_numba_and_gives_the_same_bits_once_numba_is_loade
         rng = np.random.default_rng(5)
         cases = [((3, 2, 7, 6), (4, 2, 3, 2), (2, 1), (1, 2), np.float64),
                  ((2, 1, 9, 9), (3, 1, 5, 5), 3, 2, np.float32),
-                 ((40, 16, 12, 12), (8, 16, 3, 3), 1, 1, np.float32)]  # 4 chunks
+                 ((40, 16, 12, 12), (8, 16, 3, 3), 1, 1, np.float32),  # 4 chunks
+                 ((9, 16, 7, 6), (17, 16, 3, 3), 1, 1, np.float32),  # Winograd, odd rows
+                 ((3, 16, 5, 8), (16, 16, 3, 3), 1, (0, 2), np.float64)]
         args = [(rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt),
                  rng.standard_normal(ws[0]).astype(dt), s, p) for xs, ws, s, p, dt in cases]
         before = [f.conv2d_forward(x, w, b, stride=s, padding=p)[0] for x, w, b, s, p in args]
@@ -185,6 +187,66 @@ def test_forward_conv_needs_no_numba_and_gives_the_same_bits_once_numba_is_loade
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+winograd_cases = [  # x shape, filters, padding: 3x3 windows at stride 1, 16 channels or more
+    ((2, 16, 8, 8), 16, 1),
+    ((3, 17, 7, 9), 18, 0),
+    ((2, 16, 5, 6), 20, 2),
+    ((1, 16, 3, 3), 16, 0),
+    ((2, 16, 1, 2), 16, (1, 2)),
+    ((5, 24, 6, 5), 32, (2, 0)),
+]
+
+
+@pytest.mark.parametrize("one_image", [False, True], ids=["chunks", "one-image-chunks"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,f,padding", winograd_cases)
+def test_winograd_convolution_matches_torch(shape, f, padding, dtype, one_image):
+    """Wide 3x3 layers at stride 1 run as Winograd F(2x2, 3x3): within the kit's tolerances of
+    PyTorch for odd and even sizes (partial tiles), any padding, strided inputs, with or without
+    the input gradient."""
+    assert fast._winograd(shape[1], f, (3, 3), (1, 1))
+    rng = np.random.default_rng(sum(shape) + f)
+    x = rand(rng, shape, dtype, contiguous=False)
+    w, b = rand(rng, (f, shape[1], 3, 3), dtype), rand(rng, (f,), dtype)
+    with one_image_per_chunk(one_image):
+        out, cache = fast.conv2d_forward(x, w, b, padding=padding)
+        dout = rand(rng, out.shape, dtype, contiguous=False)
+        grads = fast.conv2d_backward(dout, cache)
+        weights_only = fast.conv2d_backward_weights(dout, cache)
+    t_out, t_grads = torch_grads(lambda *a: tf.conv2d(*a, padding=padding), [x, w, b], dout)
+    assert_close(out, t_out, dtype)
+    for g, tg in zip(grads, t_grads, strict=True):
+        assert_close(g, tg, dtype)
+    for g, full in zip(weights_only, grads[1:], strict=True):
+        np.testing.assert_array_equal(g, full)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_convolution_gives_the_same_bits_on_one_thread_or_several(dtype, monkeypatch):
+    monkeypatch.setattr(_threads, "_CORES", 2)
+    rng = np.random.default_rng(6)
+    x, w, b = (
+        rand(rng, (7, 16, 9, 8), dtype),
+        rand(rng, (20, 16, 3, 3), dtype),
+        rand(rng, (20,), dtype),
+    )
+    dout = rand(rng, (7, 20, 9, 8), dtype)
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            runs.append(conv_in_chunks(x, w, b, dout, padding=1))
+    for single, several in zip(*runs, strict=True):
+        np.testing.assert_array_equal(single, several)
+
+
+def test_narrow_or_strided_3x3_convolutions_keep_im2col():
+    assert not fast._winograd(15, 64, (3, 3), (1, 1))
+    assert not fast._winograd(64, 8, (3, 3), (1, 1))
+    assert not fast._winograd(64, 64, (3, 3), (2, 2))
+    assert not fast._winograd(64, 64, (5, 5), (1, 1))
+    assert not fast._winograd(64, 64, (1, 3), (1, 1))  # a 1D convolution
 
 
 def test_alexnet_conv1_im2col_shape():

@@ -146,3 +146,34 @@ def test_a_forked_child_gets_its_own_threads(two_blas_threads):
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_core_cache_is_read_from_the_cpu_and_held_to_a_sane_range(monkeypatch):
+    size = _threads.core_cache_bytes()
+    assert _threads._CACHE_RANGE[0] <= size <= _threads._CACHE_RANGE[1]
+    reported = _threads._sysfs_l2() or _threads._sysconf_l2() or _threads._sysctl_l2()
+    if reported:
+        assert size == min(max(reported, _threads._CACHE_RANGE[0]), _threads._CACHE_RANGE[1])
+    assert _threads._cpu_list_count("0-3,8-11") == 8
+    assert _threads._cpu_list_count("5\n") == 1
+
+
+def test_scratch_is_reused_per_thread_and_per_name():
+    import numpy as np
+
+    a = _threads.scratch("test", (4, 5), np.float32)
+    b = _threads.scratch("test", (2, 3), np.float64)
+    assert a.shape == (4, 5) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert b.shape == (2, 3) and b.dtype == np.float64 and np.shares_memory(a, b)
+    assert not np.shares_memory(a, _threads.scratch("other", (4, 5), np.float32))
+    elsewhere = []
+    thread = threading.Thread(
+        target=lambda: elsewhere.append(_threads.scratch("test", (4, 5), np.float32))
+    )
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(a, elsewhere[0])
+    huge = 8 * _threads.core_cache_bytes()  # not kept: the next call gets fresh memory
+    assert not np.shares_memory(
+        _threads.scratch("big", (huge,), np.uint8), _threads.scratch("big", (huge,), np.uint8)
+    )
