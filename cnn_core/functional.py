@@ -11,6 +11,7 @@ disk. `cnn_core.naive` has the same functions as readable loops.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import NamedTuple
 
@@ -91,6 +92,19 @@ class ConvCache(NamedTuple):
     stride: tuple[int, int]
     padding: tuple[int, int]
     out_shape: tuple[int, ...]  # (N, F, OH, OW)
+    xflat: np.ndarray  # xpad's memory, flat, with _SLACK more elements past its end
+
+
+# Elements addressable past the end of a padded input and of a chunk's columns: im2col copies rows
+# in blocks of 16 that may run past them (`cnn_core._kernels.im2col_padded`).
+_SLACK = 16
+
+
+def _padded_zeros(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A zero array of `shape` and the flat array it views, _SLACK elements longer."""
+    size = math.prod(shape)
+    flat = np.zeros(size + _SLACK, dtype)
+    return flat[:size].reshape(shape), flat
 
 
 # Bytes of a chunk's unfolded input; None: the cache one core has to itself, as the CPU reports
@@ -105,7 +119,19 @@ def _chunk_images(cache: ConvCache) -> int:
     _, c, kh, kw = cache.w.shape
     _, _, oh, ow = cache.out_shape
     budget = _CHUNK_BYTES or _threads.core_cache_bytes()
-    return max(1, budget // max(1, c * kh * kw * oh * ow * cache.xpad.itemsize))
+    return _balanced(
+        cache.x_shape[0], budget // max(1, c * kh * kw * oh * ow * cache.xpad.itemsize)
+    )
+
+
+def _balanced(n: int, most: int) -> int:
+    """Images per chunk, at most `most`, for chunks of a batch of n in a number that is a multiple
+    of four where there are several (one thread or two or four then share them evenly: 64 images
+    at most 13 a chunk run as 8 chunks of 8, not 5 of 13). It does not depend on the thread count."""
+    chunks = -(-n // max(1, most))
+    if chunks > 1:
+        chunks = min(n, -(-chunks // 4) * 4)
+    return max(1, -(-n // max(1, chunks)))
 
 
 def _unfold(cache: ConvCache, start: int, stop: int) -> np.ndarray:
@@ -114,9 +140,26 @@ def _unfold(cache: ConvCache, start: int, stop: int) -> np.ndarray:
     _, c, kh, kw = cache.w.shape
     _, _, oh, ow = cache.out_shape
     xpad = cache.xpad[start:stop]
-    cols = _threads.scratch("cols", (stop - start, c * kh * kw, oh * ow), xpad.dtype)
+    shape = (stop - start, c * kh * kw, oh * ow)
+    flat = _threads.scratch("cols", (math.prod(shape) + _SLACK,), xpad.dtype)
+    cols = flat[: math.prod(shape)].reshape(shape)
     if "cnn_core._kernels" in sys.modules:
-        return _kernels().im2col_padded(xpad, kh, kw, *cache.stride, oh, ow, cols)
+        _, _, hp, wp = xpad.shape
+        _kernels().im2col_padded(
+            cache.xflat,
+            start * c * hp * wp,
+            stop - start,
+            c,
+            hp,
+            wp,
+            kh,
+            kw,
+            *cache.stride,
+            oh,
+            ow,
+            flat,
+        )
+        return cols
     # Until an op has loaded numba (about 0.4 s, once a process), copy with numpy: the same
     # columns, about 3x slower, so that a forward pass alone never waits for numba.
     sh, sw = cache.stride
@@ -139,11 +182,11 @@ def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
     (ph, pw), (oh, ow) = padding, out_size
     winograd = _winograd(c, f, w.shape[2:], stride)
     if winograd:  # whole 4x4 patches under every 2x2 output tile: a zero row or column more
-        xpad = np.zeros((n, c, oh + oh % 2 + 2, ow + ow % 2 + 2), x.dtype)
+        xpad, xflat = _padded_zeros((n, c, oh + oh % 2 + 2, ow + ow % 2 + 2), x.dtype)
     else:
-        xpad = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), x.dtype)
+        xpad, xflat = _padded_zeros((n, c, h + 2 * ph, wd + 2 * pw), x.dtype)
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
-    cache = ConvCache(xpad, np.ascontiguousarray(w), x.shape, stride, padding, out.shape)
+    cache = ConvCache(xpad, np.ascontiguousarray(w), x.shape, stride, padding, out.shape, xflat)
     w_row = cache.w.reshape(f, -1)
     u = _winograd_filter(cache.w) if winograd else None
 
@@ -224,7 +267,7 @@ def _winograd_images(cache: ConvCache) -> int:
     f, c = cache.w.shape[:2]
     th, tw = _tiles(cache)
     per_image = 16 * max(c, f) * th * tw * cache.xpad.itemsize
-    return max(1, (_CHUNK_BYTES or _threads.core_cache_bytes()) // per_image)
+    return _balanced(cache.x_shape[0], (_CHUNK_BYTES or _threads.core_cache_bytes()) // per_image)
 
 
 def _components(name: str, rows: int, tiles: int, dtype) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -511,15 +554,24 @@ def _act_dout(op: str, dout, cache: ActCache) -> np.ndarray:
     return _checks.dout_like(op, dout, cache.x.shape, cache.x.dtype)
 
 
+def _relu(v: np.ndarray) -> np.ndarray:
+    """max(v, 0): one pass of a numba kernel once numba is loaded, numpy's two before (same bits)."""
+    if "cnn_core._kernels" not in sys.modules:
+        return np.maximum(v, 0)
+    v = np.ascontiguousarray(v)
+    return _kernels().relu_forward(v, np.empty_like(v))
+
+
 def relu_forward(x: np.ndarray):
     """ReLU: max(0, x), elementwise. Returns out (x's shape) and a cache."""
-    return _act_forward("relu_forward", x, lambda v: np.maximum(v, 0))
+    return _act_forward("relu_forward", x, _relu)
 
 
 def relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
     """Gradient of ReLU: dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
-    dout = _act_dout("relu_backward", dout, cache)
-    return dout * (cache.x > 0)  # a product with the mask: many times faster than np.where
+    dout = np.ascontiguousarray(_act_dout("relu_backward", dout, cache))
+    x = np.ascontiguousarray(cache.x)
+    return _kernels().relu_backward(dout, x, np.empty_like(dout))  # one pass, no mask array
 
 
 def _leaky_slope(x: np.ndarray, alpha: float) -> np.ndarray:
