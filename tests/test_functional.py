@@ -249,6 +249,22 @@ def test_narrow_or_strided_3x3_convolutions_keep_im2col():
     assert not fast._winograd(64, 64, (1, 3), (1, 1))  # a 1D convolution
 
 
+@pytest.mark.parametrize("width", [13, 16, 17, 33, 40])
+@pytest.mark.parametrize("kernel,padding", [(1, 0), (3, 1), (5, 2), (4, 0)])
+def test_wide_stride_1_rows_unfold_in_vector_blocks(width, kernel, padding):
+    """im2col copies stride-1 rows 16 at a time, running past a row's end into the next one (and
+    past the last into spare elements): rows shorter than, as long as and longer than a block."""
+    rng = np.random.default_rng(width * 10 + kernel)
+    x, w = rand(rng, (3, 2, 5, width), np.float32), rand(rng, (4, 2, kernel, kernel), np.float32)
+    b = rand(rng, (4,), np.float32)
+    out, cache = fast.conv2d_forward(x, w, b, padding=padding)
+    dout = rand(rng, out.shape, np.float32)
+    t_out, t_grads = torch_grads(lambda *a: tf.conv2d(*a, padding=padding), [x, w, b], dout)
+    assert_close(out, t_out, np.float32)
+    for g, tg in zip(fast.conv2d_backward(dout, cache), t_grads, strict=True):
+        assert_close(g, tg, np.float32)
+
+
 def test_alexnet_conv1_im2col_shape():
     """The lecture's example: 227x227x3 input, 11x11 filters, stride 4 -> X_col of 363 x 3025."""
     x = np.zeros((1, 3, 227, 227), dtype=np.float32)
@@ -333,6 +349,18 @@ def test_overlapping_maxpool_accumulates_gradient():
     assert out.shape == (1, 1, 2, 2) and np.all(out == 9.0)
     dx = fast.maxpool2d_backward(np.ones_like(out), cache)
     assert dx[0, 0, 2, 2] == 4.0 and dx.sum() == 4.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_keep_numpys_bits_and_pass_no_gradient_where_x_is_not_positive(dtype):
+    x = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, -1.5, 2.5, 1e-30], dtype)
+    x = np.concatenate([x, np.random.default_rng(0).standard_normal(1000).astype(dtype)])
+    out, cache = fast.relu_forward(x[::-1][::-1])
+    np.testing.assert_array_equal(out.view(np.uint8), np.maximum(x, 0).view(np.uint8))
+    dout = np.full_like(x, -np.inf)
+    dx = fast.relu_backward(dout, cache)
+    np.testing.assert_array_equal(dx, np.where(x > 0, dout, 0))
+    assert not np.signbit(dx[x <= 0]).any()
 
 
 # --------------------------------------------------------------------------- elementwise and dense
