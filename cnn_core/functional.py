@@ -4,9 +4,10 @@ Every `*_forward` returns `(out, cache)` and every `*_backward(dout, cache)` ret
 of its inputs. Layout is NCHW; convolution is cross-correlation with zero padding, as in deep-learning
 frameworks; output size floor((n + 2p - k) / s) + 1. float32 and float64 both work and outputs keep
 the input's dtype. Convolution is im2col + a BLAS matrix product (dW = dS . X_col^T,
-dX = col2im(W^T . dS)), done a cache-sized chunk of the batch at a time, the chunks on several
-threads; im2col, col2im and pooling run in numba kernels, compiled on first use and cached on
-disk. `cnn_core.naive` has the same functions as readable loops.
+dX = col2im(W^T . dS)), or for 3x3 windows at stride 1 between wide layers Winograd's F(2x2, 3x3),
+done a cache-sized chunk of the batch at a time, the chunks on several threads; im2col, col2im,
+the Winograd transforms, pooling and ReLU run in numba kernels, compiled on first use and cached
+on disk. `cnn_core.naive` has the same functions as readable loops.
 """
 
 from __future__ import annotations
@@ -558,8 +559,9 @@ def _relu(v: np.ndarray) -> np.ndarray:
     """max(v, 0): one pass of a numba kernel once numba is loaded, numpy's two before (same bits)."""
     if "cnn_core._kernels" not in sys.modules:
         return np.maximum(v, 0)
-    v = np.ascontiguousarray(v)
-    return _kernels().relu_forward(v, np.empty_like(v))
+    v, out = np.ascontiguousarray(v), np.empty_like(v)
+    _kernels().relu_forward(v, out)
+    return out
 
 
 def relu_forward(x: np.ndarray):
@@ -569,9 +571,11 @@ def relu_forward(x: np.ndarray):
 
 def relu_backward(dout: np.ndarray, cache: ActCache) -> np.ndarray:
     """Gradient of ReLU: dout where x > 0, else 0 (the subgradient at 0 is taken as 0)."""
-    dout = np.ascontiguousarray(_act_dout("relu_backward", dout, cache))
-    x = np.ascontiguousarray(cache.x)
-    return _kernels().relu_backward(dout, x, np.empty_like(dout))  # one pass, no mask array
+    dout = _act_dout("relu_backward", dout, cache)
+    dx = np.empty(cache.x.shape, cache.x.dtype)
+    contiguous = np.ascontiguousarray
+    _kernels().relu_backward(contiguous(dout), contiguous(cache.x), dx)  # one pass, no mask array
+    return dx
 
 
 def _leaky_slope(x: np.ndarray, alpha: float) -> np.ndarray:

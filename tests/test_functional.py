@@ -361,6 +361,9 @@ def test_relu_kernels_keep_numpys_bits_and_pass_no_gradient_where_x_is_not_posit
     dx = fast.relu_backward(dout, cache)
     np.testing.assert_array_equal(dx, np.where(x > 0, dout, 0))
     assert not np.signbit(dx[x <= 0]).any()
+    for scalar in (dtype(-2.0), dtype(3.0)):  # a 0-d array keeps its shape both ways
+        out, cache = fast.relu_forward(np.array(scalar))
+        assert out.shape == () and fast.relu_backward(np.array(dtype(1.0)), cache).shape == ()
 
 
 # --------------------------------------------------------------------------- elementwise and dense
