@@ -48,13 +48,14 @@ class Validation:
     flags: list[Flag] = field(default_factory=list)
     failing: list[tuple[str, str]] = field(default_factory=list)  # (test cell, error)
     passing: list[str] = field(default_factory=list)  # test cells that ran cleanly
+    raised: list[tuple[str, str]] = field(default_factory=list)  # (other code cell, error)
     stopped: str = ""  # why the run stopped early, if it did
     unanswered: list[str] = field(default_factory=list)  # written answers left as released
     replayed: bool = False  # the training was replayed and the curve files checked
 
     @property
     def ok(self) -> bool:
-        return not (self.flags or self.failing or self.stopped)
+        return not (self.flags or self.failing or self.stopped or self.raised)
 
 
 def validate(
@@ -189,9 +190,13 @@ def _run(
             f"{_cell_name(copy, running)} stopped the kernel: the grader would skip it (flag "
             "crashed), and the tests that need it would fail"
         )
-    for cell in copy.cells:
+    for index, cell in enumerate(copy.cells):
         meta = cell.metadata.get("nbgrader", {})
-        if not (meta.get("grade") and cell.cell_type == "code"):
+        if cell.cell_type != "code":
+            continue
+        if not meta.get("grade"):
+            if _error(cell):
+                found.raised.append((_cell_name(copy, [index]), _error(cell)))
             continue
         gid = meta.get("grade_id", "?")
         if gid in skip:
@@ -252,6 +257,12 @@ def describe(found: Validation) -> str:
     total = len(found.passing) + len(found.failing)
     lines += ["", f"Visible tests: {len(found.passing)} of {total} pass."]
     lines += [f"  {gid}: {error}" for gid, error in found.failing]
+    if found.raised:
+        lines += [
+            "",
+            "Other cells raised an error (the grader runs them too, and what needs them fails):",
+        ]
+        lines += [f"  {cell}: {error}" for cell, error in found.raised]
     if found.stopped:
         lines += ["", "The run stopped there: the cells after it did not run."]
     if found.unanswered:

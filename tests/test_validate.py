@@ -44,6 +44,21 @@ def test_the_release_lists_each_failing_test_with_its_error(tmp_path, capsys):
     )
 
 
+def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
+    """An answer cell emptied after a good run leaves the cells that use it raising: the
+    student hears which, though every visible test may still pass on earlier results."""
+    answers = next(iter(independent(A1).values()))
+    nb = filled(answers, released())
+    figure = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "fig_im2col"
+    )
+    figure.source = "raise RuntimeError('the figure broke')\n" + figure.source
+    assert main(["validate", write(tmp_path, nb)]) == 1
+    out = capsys.readouterr().out
+    assert "Other cells raised an error" in out
+    assert "(`fig_im2col`): RuntimeError: the figure broke" in out
+
+
 def test_what_the_grader_would_flag_is_named_before_submitting(tmp_path, capsys):
     answers = next(iter(independent(A1).values()))
     nb = filled(answers, released())
