@@ -3,9 +3,10 @@ im2col (index arrays + np.add.at, as in most course starter code) and PyTorch CP
 
 Forward + backward, float32 and float64, 2 threads. Prints milliseconds, GFLOP/s and the ratio to
 PyTorch (above 1 means faster than PyTorch), numpy's float32 GEMM rate measured in the same run, and
-the time a fresh process with a warm numba cache takes to reach its first convolution result.
+the time a fresh process with a warm numba cache takes to reach its first convolution result. Each
+time is the best of --repeat calls, taken in --rounds rounds that time every contender in turn.
 
-    python benchmarks/bench_layers.py [--repeat 15]
+    python benchmarks/bench_layers.py [--repeat 15] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -128,12 +129,14 @@ def conv_row(shape, f, k, pad, dtype, repeat):
         tf.conv2d(tx, tw, tb, padding=pad).backward(tdout)
 
     flop = 3 * 2 * shape[0] * f * shape[2] * shape[3] * shape[1] * k * k  # fwd, dW and dX products
-    return {
-        "cnn_core": best_ms(ours, repeat),
-        "naive": best_ms(loops, 1) * shape[0] / NAIVE_BATCH,
-        "numpy": best_ms(lambda: numpy_conv(x, w, b, pad), max(3, repeat // 3)),
-        "torch": best_ms(theirs, repeat),
-    }, flop
+    return rounds(
+        {
+            "cnn_core": (ours, repeat),
+            "numpy": (lambda: numpy_conv(x, w, b, pad), max(3, repeat // 3)),
+            "torch": (theirs, repeat),
+        },
+        best_ms(loops, 1) * shape[0] / NAIVE_BATCH,
+    ), flop
 
 
 def pool_row(dtype, repeat):
@@ -156,12 +159,28 @@ def pool_row(dtype, repeat):
     def theirs():
         tf.max_pool2d(tx, 2).backward(tdout)
 
-    return {
-        "cnn_core": best_ms(ours, repeat),
-        "naive": best_ms(loops, 1) * POOL_SHAPE[0] / NAIVE_BATCH,
-        "numpy": best_ms(lambda: numpy_maxpool(x), repeat),
-        "torch": best_ms(theirs, repeat),
-    }
+    return rounds(
+        {
+            "cnn_core": (ours, repeat),
+            "numpy": (lambda: numpy_maxpool(x), repeat),
+            "torch": (theirs, repeat),
+        },
+        best_ms(loops, 1) * POOL_SHAPE[0] / NAIVE_BATCH,
+    )
+
+
+ROUNDS = 3  # set by --rounds
+
+
+def rounds(contenders: dict, naive_ms: float) -> dict[str, float]:
+    """The best time of each contender over ROUNDS rounds, each round timing every contender in
+    turn (`best_ms`): on a shared machine a neighbour's burst then slows a round of every
+    contender rather than all of one. The slow naive loops are timed once."""
+    times = {name: math.inf for name in contenders}
+    for _ in range(ROUNDS):
+        for name, (fn, repeat) in contenders.items():
+            times[name] = min(times[name], best_ms(fn, repeat))
+    return {"naive": naive_ms, **times}
 
 
 def first_result_seconds() -> tuple[float, float]:
@@ -198,7 +217,12 @@ def fmt_row(label, times, flop=None, torch_ms=None):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="timed calls per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every contender in turn; best counts"
+    )
     args = parser.parse_args(argv)
+    global ROUNDS
+    ROUNDS = max(1, args.rounds)
     torch.set_num_threads(THREADS)
     print(_machine.describe(torch.get_num_threads(), _threads.chunk_threads()))
     gemm = gemm_gflops(args.repeat)
