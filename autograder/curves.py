@@ -264,18 +264,19 @@ def _run_differs(submitted: History, replay: dict[str, Any], where: str) -> str:
 def _train_losses_differ(theirs: np.ndarray, ours: np.ndarray) -> str:
     """Why the submitted first losses are not the replay's ("" when they are): one of the first
     CURVE_EXACT_ITERATIONS off by more than CURVE_TOLERANCE, or the later ones drifting by a
-    median relative difference above CURVE_DRIFT."""
+    median relative difference above CURVE_DRIFT. A run that diverged has nan losses, the same
+    in the replay: nan matches nan."""
     rtol, atol = CURVE_TOLERANCE
     k = min(len(ours), CURVE_EXACT_ITERATIONS)
-    close = np.isclose(theirs[:k], ours[:k], rtol=rtol, atol=atol)
+    close = np.isclose(theirs[:k], ours[:k], rtol=rtol, atol=atol, equal_nan=True)
     if not close.all():
         first = int(np.argmax(~close))
         return (
-            f"the training loss at iteration {first + 1} differs from a replay of the first "
-            f"{len(ours)} iterations"
+            f"the training loss at iteration {first + 1} is {theirs[first]:.6g}, a replay of the "
+            f"notebook's code gives {ours[first]:.6g}"
         )
     if len(ours) > k:
-        drift = np.abs(theirs[k:] - ours[k:]) / np.maximum(np.abs(ours[k:]), atol)
+        drift = _drift(theirs[k:], ours[k:], atol)
         if np.median(drift) > CURVE_DRIFT:
             return (
                 f"the training loss differs from a replay of iterations {k + 1}-{len(ours)} by "
@@ -284,12 +285,21 @@ def _train_losses_differ(theirs: np.ndarray, ours: np.ndarray) -> str:
     return ""
 
 
+def _drift(theirs: np.ndarray, ours: np.ndarray, atol: float) -> np.ndarray:
+    """Relative differences, 0 where both are nan (or both the same infinity), inf where only one is."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        drift = np.abs(theirs - ours) / np.maximum(np.abs(ours), atol)
+    same = (theirs == ours) | (np.isnan(theirs) & np.isnan(ours))
+    return np.where(same, 0.0, np.nan_to_num(drift, nan=np.inf))
+
+
 def _close(theirs: float, ours: float) -> bool:
     """A validation loss within the first CURVE_EXACT_ITERATIONS against the replay's (later
     ones are left out: a loss measured on a held-out split amplifies the drift of the weights,
     by over 2% at a large learning rate, while the training losses already show it)."""
     rtol, atol = CURVE_TOLERANCE
-    return math.isclose(theirs, ours, rel_tol=rtol, abs_tol=atol)
+    both_nan = math.isnan(theirs) and math.isnan(ours)
+    return both_nan or math.isclose(theirs, ours, rel_tol=rtol, abs_tol=atol)
 
 
 def run_curve_tests(

@@ -76,7 +76,9 @@ def test_an_edited_loss_is_found(run):
     edited = copy_of(run)
     edited.train_loss[4] *= 0.9
     why = genuine(edited, replay_of(run, 10), SPEC)
-    assert "training loss at iteration 5 differs" in why
+    assert (
+        "training loss at iteration 5 is" in why and "a replay of the notebook's code gives" in why
+    )
 
 
 def test_rounding_drift_after_the_first_iterations_is_not_fabrication(run):
@@ -88,6 +90,17 @@ def test_rounding_drift_after_the_first_iterations_is_not_fabrication(run):
     assert genuine(drifted, replay, SPEC) == ""
     drifted.train_loss[12:30] = [v * 1.1 for v in run.train_loss[12:30]]
     assert "by 10% (median)" in genuine(drifted, replay, SPEC)
+
+
+def test_a_run_that_diverged_matches_its_replay(run):
+    """A learning rate too large turns the loss nan; the replay diverges the same way."""
+    diverged = copy_of(run)
+    diverged.train_loss[5:] = [float("nan")] * (len(run.train_loss) - 5)
+    replay = {k: v.copy() for k, v in replay_of(run, 30).items()}
+    replay["0/train_loss"][5:] = np.nan
+    assert genuine(diverged, replay, SPEC) == ""
+    diverged.train_loss[3] = float("nan")
+    assert "iteration 4 is nan" in genuine(diverged, replay, SPEC)
 
 
 def test_a_changed_configuration_is_found(run):
@@ -122,7 +135,7 @@ def test_an_edited_run_is_named(run):
     replay = runs_replay_of(runs, 10)
     runs["fast"].train_loss[2] *= 0.9
     why = genuine(runs, replay, RUNS)
-    assert "run 'fast'" in why and "training loss at iteration 3 differs" in why
+    assert "run 'fast'" in why and "training loss at iteration 3 is" in why
 
 
 def test_runs_the_notebook_does_not_make_are_found(run):
