@@ -126,12 +126,10 @@ def _chunk_images(cache: ConvCache) -> int:
 
 
 def _balanced(n: int, most: int) -> int:
-    """Images per chunk, at most `most`, for chunks of a batch of n in a number that is a multiple
-    of four where there are several (one thread or two or four then share them evenly: 64 images
-    at most 13 a chunk run as 8 chunks of 8, not 5 of 13). It does not depend on the thread count."""
+    """Images per chunk, at most `most`, for the fewest chunks of a batch of n, evened out: 64
+    images at most 9 a chunk run as 8 chunks of 8, not 7 of 9 and one of 1 (the threads then
+    share them evenly). It does not depend on the thread count."""
     chunks = -(-n // max(1, most))
-    if chunks > 1:
-        chunks = min(n, -(-chunks // 4) * 4)
     return max(1, -(-n // max(1, chunks)))
 
 
