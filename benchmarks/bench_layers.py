@@ -231,7 +231,8 @@ def main(argv=None) -> None:
     )
     print(
         f"naive loops timed on {NAIVE_BATCH} image(s) and scaled to the batch; "
-        "'vs torch' = torch time / cnn_core time"
+        "'vs torch' = torch time / cnn_core time;\nGF/s counts a direct convolution's "
+        "multiply-adds (an effective rate where Winograd does fewer)"
     )
     header = f"{'forward + backward':<34}" + "".join(
         f"{h:>{w}}"
