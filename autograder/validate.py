@@ -84,10 +84,12 @@ def validate(
     if not specs:
         _run(submitted, path.parent, timeout, found)
         return found
-    with _replay_folder(path.parent, specs) as work, _replaying(specs):
+    replaying = os.environ | {REPLAY_ENV: str(curves.replay_iterations(specs))}
+    with _replay_folder(path.parent, specs) as work:
         copy = submitted.copy()
         copy.cells = [*submitted.cells, outputs.harvest_cell(name, run_checks=False)]
-        ran = _run(copy, work, timeout, found, skip={g for s in specs for g in s.items})
+        skip = {g for s in specs for g in s.items}
+        ran = _run(copy, work, timeout, found, skip, env=replaying)
     _check_curves(specs, path.parent, submitted, released_nb, outputs.harvested(ran), found)
     return found
 
@@ -101,20 +103,6 @@ def _replay_folder(folder: Path, specs: tuple[curves.CurveSpec, ...]) -> Iterato
             if entry.name not in files:
                 (Path(tmp) / entry.name).symlink_to(entry.resolve())
         yield Path(tmp)
-
-
-@contextlib.contextmanager
-def _replaying(specs: tuple[curves.CurveSpec, ...]) -> Iterator[None]:
-    """$CNNKIT_REPLAY_ITERATIONS set for the block, as the grader sets it for its kernel."""
-    saved = os.environ.get(REPLAY_ENV)
-    os.environ[REPLAY_ENV] = str(curves.replay_iterations(specs))
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(REPLAY_ENV, None)
-        else:
-            os.environ[REPLAY_ENV] = saved
 
 
 def _check_curves(
@@ -160,9 +148,10 @@ def _run(
     timeout: float,
     found: Validation,
     skip: set[str] = frozenset(),
+    env: dict[str, str] | None = None,
 ) -> nbformat.NotebookNode:
-    """Execute a copy of `nb` in a fresh kernel in `folder`, sort its test cells but those in
-    `skip`, and return the executed copy."""
+    """Execute a copy of `nb` in a fresh kernel in `folder` (with the environment `env`, default
+    this process's), sort its test cells but those in `skip`, and return the executed copy."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -179,7 +168,7 @@ def _run(
     )
     try:
         with _quiet_stderr():  # the kernel's own complaints when it is stopped
-            client.execute()
+            client.execute(env=env or dict(os.environ))
     except CellTimeoutError:
         found.stopped = (
             f"{_cell_name(copy, running)} ran past the {timeout:g} s cell limit: the grader "

@@ -117,13 +117,7 @@ class History:
     def load(cls, path: str | Path) -> History:
         """Read and check a history file. Raises HistoryError naming what is wrong."""
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise HistoryError(f"{path}: not valid JSON ({err})") from None
-        except UnicodeDecodeError:
-            raise HistoryError(f"{path}: not a text file") from None
-        return cls.from_dict(doc, str(path))
+        return cls.from_dict(_read_json(path), str(path))
 
 
 def save_runs(runs: dict[str, History], path: str | Path, overwrite: bool = False) -> Path:
@@ -153,12 +147,7 @@ def load_runs(path: str | Path) -> dict[str, History]:
     """Read an experiment's runs file written by `save_runs`: {label: History}, in the file's
     order. Raises HistoryError naming the run and field that is wrong."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise HistoryError(f"{path}: not valid JSON ({err})") from None
-    except UnicodeDecodeError:
-        raise HistoryError(f"{path}: not a text file") from None
+    doc = _read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != RUNS_FORMAT:
         raise HistoryError(f"{path}: not a runs file (format {RUNS_FORMAT!r}) of save_runs")
     if doc.get("version") != VERSION:
@@ -169,6 +158,16 @@ def load_runs(path: str | Path) -> dict[str, History]:
     return {
         str(label): History.from_dict(run, f"{path}: run {label!r}") for label, run in runs.items()
     }
+
+
+def _read_json(path: Path):
+    """The parsed JSON of `path`; HistoryError when it is not JSON text."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HistoryError(f"{path}: not valid JSON ({err})") from None
+    except UnicodeDecodeError:
+        raise HistoryError(f"{path}: not a text file") from None
 
 
 def validate(doc, source: str = "history") -> None:

@@ -25,6 +25,10 @@ def write(tmp_path, nb) -> str:
     return str(path)
 
 
+def cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
 def test_a_completed_notebook_passes_and_nothing_would_be_flagged(tmp_path, capsys):
     answers = next(iter(independent(A1).values()))
     assert main(["validate", write(tmp_path, filled(answers, released()))]) == 0
@@ -49,9 +53,7 @@ def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
     student hears which, though every visible test may still pass on earlier results."""
     answers = next(iter(independent(A1).values()))
     nb = filled(answers, released())
-    figure = next(
-        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "fig_im2col"
-    )
+    figure = cell(nb, "fig_im2col")
     figure.source = "raise RuntimeError('the figure broke')\n" + figure.source
     assert main(["validate", write(tmp_path, nb)]) == 1
     out = capsys.readouterr().out
@@ -62,13 +64,9 @@ def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
 def test_what_the_grader_would_flag_is_named_before_submitting(tmp_path, capsys):
     answers = next(iter(independent(A1).values()))
     nb = filled(answers, released())
-    test = next(
-        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_conv1d"
-    )
+    test = cell(nb, "test_conv1d")
     test.source = "pass"
-    conv = next(
-        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "conv2d_forward"
-    )
+    conv = cell(nb, "conv2d_forward")
     conv.source = "import torch\n" + conv.source
     assert main(["validate", write(tmp_path, nb)]) == 1
     out = capsys.readouterr().out
