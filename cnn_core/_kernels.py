@@ -305,217 +305,196 @@ def avgpool_backward(dout, kh, kw, sh, sw, h, w):
 
 # Winograd F(2x2, 3x3): a 3x3 convolution at stride 1 computes each 2x2 block ("tile") of its
 # output from the 4x4 input patch under it as Y = A^T [(G g G^T) * (B^T d B)] A, the product *
-# taken elementwise over 16 components and summed over channels: 16 matrix products of (F, C) by
-# (C, tiles), 2.25 times fewer multiplications than im2col's. The kernels below are the
-# transforms on either side of those products and their adjoints for the backward pass:
+# taken elementwise over 16 components and summed over channels: 16 matrix products of (tiles, C)
+# by (C, F), 2.25 times fewer multiplications than im2col's. The kernels below are the transforms
+# on either side of those products and their adjoints for the backward pass:
 #
 #     B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
 #           [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
 #           [0 -1  1  0]         [1/2 -1/2  1/2]
 #           [0  1  0 -1]         [ 0    0    1 ]
 #
-# A transformed array holds component k = 4*i + j of tile t = (b*TH + ty)*TW + tx of channel c at
-# flat index k*cs + c*ld + t: each (channel, tile) matrix of a component is a BLAS operand with
-# leading dimension ld, and the components lie cs apart, cs chosen so that the 16 streams a tile
-# touches do not share cache sets (`cnn_core.functional` picks ld and cs). Only additions and
-# subtractions, no fastmath: `cnn_core.functional` repeats the forward ones with numpy, in the
-# same order, before numba is loaded, and gets the same bits.
+# Images are channels last here, (B, H, W, C): a row of a patch is then 4C contiguous numbers and
+# every loop below runs over channels, which LLVM vectorises. A transformed array holds component
+# k = 4*i + j of tile t = (b*TH + ty)*TW + tx, channel c at flat index k*cs + t*ld + c: each
+# (tiles, channel) matrix of a component is a BLAS operand with leading dimension ld, and the
+# components lie cs apart, cs chosen so that the 16 streams a tile touches do not share cache sets
+# (`cnn_core.functional` picks ld and cs). Each loop stores one stream and loads at most four: more
+# would exceed the overlap tests LLVM makes before it vectorises a loop. `tmp` is scratch of 16*ld
+# elements. Only additions and subtractions, no fastmath: `cnn_core.functional` repeats the
+# forward ones with numpy, in the same order, before numba is loaded, and gets the same bits.
 
 
 @njit(**_JIT)
-def winograd_input(xpad, th, tw, v, cs, ld):
-    """V = B^T d B for the 4x4 patch d at (2*ty, 2*tx) of each tile of xpad (B, C, Hp, Wp), into the
-    flat array v (component k of channel c, tile t at k*cs + c*ld + t). Hp >= 2*TH + 2, Wp likewise."""
-    nb, c, hp, wp = xpad.shape
-    src = xpad.reshape(-1)
-    ucs, uld, uwp = uint64(cs), uint64(ld), uint64(wp)
-    two, three, four = uint64(2), uint64(3), uint64(4)
+def winograd_input(xh, th, tw, v, cs, ld, tmp):
+    """V = B^T d B for the 4x4 patch d at (2*ty, 2*tx) of each tile of xh (B, Hp, Wp, C), into the
+    flat array v (component k of tile t, channel c at k*cs + t*ld + c). Hp >= 2*TH + 2, Wp likewise."""
+    nb, hp, wp, c = xh.shape
+    src = xh.reshape(-1)
+    uc, ucs, uld = uint64(c), uint64(cs), uint64(ld)
+    row, quad = uint64(wp * c), uint64(4 * c)
+    two, three = uint64(2), uint64(3)
     for b in range(nb):
-        for ci in range(c):
-            plane = uint64((b * c + ci) * hp * wp)
-            for ty in range(th):
-                p0 = plane + uint64(2 * ty) * uwp
-                o = uint64(ci) * uld + uint64((b * th + ty) * tw)
-                for tx in range(uint64(tw)):
-                    r0 = p0 + two * tx
-                    r1 = r0 + uwp
-                    r2 = r1 + uwp
-                    r3 = r2 + uwp
-                    d00, d01, d02, d03 = src[r0], src[r0 + 1], src[r0 + 2], src[r0 + 3]
-                    d10, d11, d12, d13 = src[r1], src[r1 + 1], src[r1 + 2], src[r1 + 3]
-                    d20, d21, d22, d23 = src[r2], src[r2 + 1], src[r2 + 2], src[r2 + 3]
-                    d30, d31, d32, d33 = src[r3], src[r3 + 1], src[r3 + 2], src[r3 + 3]
-                    # B^T d, one row of it per letter; then each row times B
-                    a0, a1, a2, a3 = d00 - d20, d01 - d21, d02 - d22, d03 - d23
-                    b0, b1, b2, b3 = d10 + d20, d11 + d21, d12 + d22, d13 + d23
-                    c0, c1, c2, c3 = d20 - d10, d21 - d11, d22 - d12, d23 - d13
-                    e0, e1, e2, e3 = d10 - d30, d11 - d31, d12 - d32, d13 - d33
-                    q = o + tx
-                    v[q] = a0 - a2
-                    v[q + ucs] = a1 + a2
-                    v[q + two * ucs] = a2 - a1
-                    v[q + three * ucs] = a1 - a3
-                    q += four * ucs
-                    v[q] = b0 - b2
-                    v[q + ucs] = b1 + b2
-                    v[q + two * ucs] = b2 - b1
-                    v[q + three * ucs] = b1 - b3
-                    q += four * ucs
-                    v[q] = c0 - c2
-                    v[q + ucs] = c1 + c2
-                    v[q + two * ucs] = c2 - c1
-                    v[q + three * ucs] = c1 - c3
-                    q += four * ucs
-                    v[q] = e0 - e2
-                    v[q + ucs] = e1 + e2
-                    v[q + two * ucs] = e2 - e1
-                    v[q + three * ucs] = e1 - e3
+        for ty in range(th):
+            for tx in range(tw):
+                p0 = uint64(((b * hp + 2 * ty) * wp + 2 * tx) * c)
+                p1, p2 = p0 + row, p0 + two * row
+                p3 = p2 + row
+                # B^T d: the four rows of the patch (4C numbers each) combined
+                for e in range(quad):
+                    tmp[e] = src[p0 + e] - src[p2 + e]
+                for e in range(quad):
+                    tmp[quad + e] = src[p1 + e] + src[p2 + e]
+                for e in range(quad):
+                    tmp[two * quad + e] = src[p2 + e] - src[p1 + e]
+                for e in range(quad):
+                    tmp[three * quad + e] = src[p1 + e] - src[p3 + e]
+                # each row times B, into components 4i .. 4i + 3
+                t = uint64((b * th + ty) * tw + tx) * uld
+                for i in range(4):
+                    r0 = uint64(i) * quad
+                    r1, r2 = r0 + uc, r0 + two * uc
+                    r3 = r2 + uc
+                    q = uint64(4 * i) * ucs + t
+                    for ci in range(uc):
+                        v[q + ci] = tmp[r0 + ci] - tmp[r2 + ci]
+                    q += ucs
+                    for ci in range(uc):
+                        v[q + ci] = tmp[r1 + ci] + tmp[r2 + ci]
+                    q += ucs
+                    for ci in range(uc):
+                        v[q + ci] = tmp[r2 + ci] - tmp[r1 + ci]
+                    q += ucs
+                    for ci in range(uc):
+                        v[q + ci] = tmp[r1 + ci] - tmp[r3 + ci]
     return v
 
 
 @njit(**_JIT)
-def winograd_output(m, cs, ld, th, tw, bias, out):
-    """out (B, F, OH, OW) = A^T M A + bias for each tile's 16 components in the flat array m (laid
-    out as in `winograd_input`, F channels); a tile's entries past OH or OW are dropped."""
-    nb, f, oh, ow = out.shape
-    dst = out.reshape(-1)
-    ucs, uld, uow = uint64(cs), uint64(ld), uint64(ow)
-    one, two, three, four = uint64(1), uint64(2), uint64(3), uint64(4)
+def winograd_output(m, cs, ld, th, tw, bias, outh, tmp):
+    """outh (B, 2*TH, 2*TW, F) = A^T M A + bias for each tile's 16 components in the flat array m
+    (laid out as in `winograd_input`, F channels)."""
+    nb, _, _, f = outh.shape
+    dst = outh.reshape(-1)
+    uf, ucs, uld = uint64(f), uint64(cs), uint64(ld)
+    row = uint64(2 * tw * f)
+    two, four, eight = uint64(2), uint64(4), uint64(8)
     for b in range(nb):
-        for fi in range(f):
-            bb = bias[fi]
-            plane = uint64((b * f + fi) * oh * ow)
-            for ty in range(th):
-                o = uint64(fi) * uld + uint64((b * th + ty) * tw)
-                row = plane + uint64(2 * ty) * uow
-                second_row = 2 * ty + 1 < oh
-                for tx in range(uint64(tw)):
-                    q = o + tx
-                    m00, m01, m02, m03 = m[q], m[q + ucs], m[q + two * ucs], m[q + three * ucs]
-                    q += four * ucs
-                    m10, m11, m12, m13 = m[q], m[q + ucs], m[q + two * ucs], m[q + three * ucs]
-                    q += four * ucs
-                    m20, m21, m22, m23 = m[q], m[q + ucs], m[q + two * ucs], m[q + three * ucs]
-                    q += four * ucs
-                    m30, m31, m32, m33 = m[q], m[q + ucs], m[q + two * ucs], m[q + three * ucs]
-                    # A^T M, two rows; then each row times A
-                    s0, s1 = m00 + m10 + m20, m01 + m11 + m21
-                    s2, s3 = m02 + m12 + m22, m03 + m13 + m23
-                    e0, e1 = m10 - m20 - m30, m11 - m21 - m31
-                    e2, e3 = m12 - m22 - m32, m13 - m23 - m33
-                    x = two * tx
-                    second_column = x + one < uow
-                    dst[row + x] = s0 + s1 + s2 + bb
-                    if second_column:
-                        dst[row + x + one] = s1 - s2 - s3 + bb
-                    if second_row:
-                        dst[row + uow + x] = e0 + e1 + e2 + bb
-                        if second_column:
-                            dst[row + uow + x + one] = e1 - e2 - e3 + bb
-    return out
+        for ty in range(th):
+            for tx in range(tw):
+                t = uint64((b * th + ty) * tw + tx) * uld
+                # A^T M: sums s_j = M_0j + M_1j + M_2j and differences e_j = M_1j - M_2j - M_3j
+                for j in range(4):
+                    q0 = uint64(j) * ucs + t
+                    q1 = q0 + four * ucs
+                    q2, q3 = q1 + four * ucs, q1 + eight * ucs
+                    s, e = uint64(j) * uf, uint64(4 + j) * uf
+                    for fi in range(uf):
+                        tmp[s + fi] = m[q0 + fi] + m[q1 + fi] + m[q2 + fi]
+                    for fi in range(uf):
+                        tmp[e + fi] = m[q1 + fi] - m[q2 + fi] - m[q3 + fi]
+                # each row times A, plus the bias: the tile's 2x2 outputs
+                o = uint64((b * th + ty) * 4 * tw + 2 * tx) * uf
+                for r in range(2):
+                    a0 = uint64(4 * r) * uf
+                    a1, a2 = a0 + uf, a0 + two * uf
+                    a3 = a2 + uf
+                    for fi in range(uf):
+                        dst[o + fi] = tmp[a0 + fi] + tmp[a1 + fi] + tmp[a2 + fi] + bias[fi]
+                    for fi in range(uf):
+                        dst[o + uf + fi] = tmp[a1 + fi] - tmp[a2 + fi] - tmp[a3 + fi] + bias[fi]
+                    o += row
+    return outh
 
 
 @njit(**_JIT)
-def winograd_output_adjoint(dout, th, tw, dm, cs, ld):
-    """dM = A dY A^T for each tile's 2x2 block dY of dout (B, F, OH, OW) (zero past OH or OW), into
-    the flat array dm laid out as in `winograd_input`: the gradient of `winograd_output`'s M."""
-    nb, f, oh, ow = dout.shape
-    src = dout.reshape(-1)
-    ucs, uld, uow = uint64(cs), uint64(ld), uint64(ow)
-    one, two, three, four = uint64(1), uint64(2), uint64(3), uint64(4)
-    zero = dout.dtype.type(0)
+def winograd_output_adjoint(douth, th, tw, dm, cs, ld, tmp):
+    """dM = A dY A^T for each tile's 2x2 block dY of douth (B, 2*TH, 2*TW, F), into the flat array
+    dm laid out as in `winograd_input`: the gradient of `winograd_output`'s M."""
+    nb, _, _, f = douth.shape
+    src = douth.reshape(-1)
+    uf, ucs, uld = uint64(f), uint64(cs), uint64(ld)
+    row, pair = uint64(2 * tw * f), uint64(2 * f)
+    two, three = uint64(2), uint64(3)
     for b in range(nb):
-        for fi in range(f):
-            plane = uint64((b * f + fi) * oh * ow)
-            for ty in range(th):
-                o = uint64(fi) * uld + uint64((b * th + ty) * tw)
-                row = plane + uint64(2 * ty) * uow
-                second_row = 2 * ty + 1 < oh
-                for tx in range(uint64(tw)):
-                    x = two * tx
-                    second_column = x + one < uow
-                    y00 = src[row + x]
-                    y01 = src[row + x + one] if second_column else zero
-                    y10 = src[row + uow + x] if second_row else zero
-                    y11 = src[row + uow + x + one] if second_row and second_column else zero
-                    # A dY, four rows; then each row times A^T
-                    q = o + tx
-                    dm[q] = y00
-                    dm[q + ucs] = y00 + y01
-                    dm[q + two * ucs] = y00 - y01
-                    dm[q + three * ucs] = -y01
-                    q += four * ucs
-                    r0, r1 = y00 + y10, y01 + y11
-                    dm[q] = r0
-                    dm[q + ucs] = r0 + r1
-                    dm[q + two * ucs] = r0 - r1
-                    dm[q + three * ucs] = -r1
-                    q += four * ucs
-                    r0, r1 = y00 - y10, y01 - y11
-                    dm[q] = r0
-                    dm[q + ucs] = r0 + r1
-                    dm[q + two * ucs] = r0 - r1
-                    dm[q + three * ucs] = -r1
-                    q += four * ucs
-                    r0, r1 = -y10, -y11
-                    dm[q] = r0
-                    dm[q + ucs] = r0 + r1
-                    dm[q + two * ucs] = r0 - r1
-                    dm[q + three * ucs] = -r1
+        for ty in range(th):
+            for tx in range(tw):
+                y0 = uint64((b * th + ty) * 4 * tw + 2 * tx) * uf
+                y1 = y0 + row
+                # A dY: rows Y0, Y0 + Y1, Y0 - Y1, -Y1 (2F numbers each)
+                for e in range(pair):
+                    tmp[e] = src[y0 + e]
+                for e in range(pair):
+                    tmp[pair + e] = src[y0 + e] + src[y1 + e]
+                for e in range(pair):
+                    tmp[two * pair + e] = src[y0 + e] - src[y1 + e]
+                for e in range(pair):
+                    tmp[three * pair + e] = -src[y1 + e]
+                # each row (p0, p1) times A^T: p0, p0 + p1, p0 - p1, -p1
+                t = uint64((b * th + ty) * tw + tx) * uld
+                for i in range(4):
+                    p0 = uint64(i) * pair
+                    p1 = p0 + uf
+                    q = uint64(4 * i) * ucs + t
+                    for fi in range(uf):
+                        dm[q + fi] = tmp[p0 + fi]
+                    q += ucs
+                    for fi in range(uf):
+                        dm[q + fi] = tmp[p0 + fi] + tmp[p1 + fi]
+                    q += ucs
+                    for fi in range(uf):
+                        dm[q + fi] = tmp[p0 + fi] - tmp[p1 + fi]
+                    q += ucs
+                    for fi in range(uf):
+                        dm[q + fi] = -tmp[p1 + fi]
     return dm
 
 
 @njit(**_JIT)
-def winograd_input_adjoint(dv, cs, ld, th, tw, dxpad):
+def winograd_input_adjoint(dv, cs, ld, th, tw, dxh, tmp):
     """Fold dd = B dV B^T of each tile (16 components in the flat array dv, laid out as in
-    `winograd_input`) into the 4x4 patch at (2*ty, 2*tx) of dxpad (B, C, Hp, Wp), summing where
-    patches overlap; every entry of dxpad is overwritten first. The gradient of `winograd_input`."""
-    nb, c, hp, wp = dxpad.shape
-    dst = dxpad.reshape(-1)
+    `winograd_input`) into the 4x4 patch at (2*ty, 2*tx) of dxh (B, Hp, Wp, C), summing where
+    patches overlap; every entry of dxh is overwritten first. The gradient of `winograd_input`."""
+    nb, hp, wp, c = dxh.shape
+    dst = dxh.reshape(-1)
     dst[:] = 0
-    ucs, uld, uwp = uint64(cs), uint64(ld), uint64(wp)
-    one, two, three, four = uint64(1), uint64(2), uint64(3), uint64(4)
+    uc, ucs, uld = uint64(c), uint64(cs), uint64(ld)
+    row, quad = uint64(wp * c), uint64(4 * c)
+    two, three, four, eight = uint64(2), uint64(3), uint64(4), uint64(8)
     for b in range(nb):
-        for ci in range(c):
-            plane = uint64((b * c + ci) * hp * wp)
-            for ty in range(th):
-                p0 = plane + uint64(2 * ty) * uwp
-                o = uint64(ci) * uld + uint64((b * th + ty) * tw)
-                for tx in range(uint64(tw)):
-                    q = o + tx
-                    v00, v01, v02, v03 = dv[q], dv[q + ucs], dv[q + two * ucs], dv[q + three * ucs]
-                    q += four * ucs
-                    v10, v11, v12, v13 = dv[q], dv[q + ucs], dv[q + two * ucs], dv[q + three * ucs]
-                    q += four * ucs
-                    v20, v21, v22, v23 = dv[q], dv[q + ucs], dv[q + two * ucs], dv[q + three * ucs]
-                    q += four * ucs
-                    v30, v31, v32, v33 = dv[q], dv[q + ucs], dv[q + two * ucs], dv[q + three * ucs]
-                    # B dV: rows v0, v1 - v2 + v3, v1 + v2 - v0, -v3; then each row times B^T:
-                    # (w0, w1, w2, w3) -> (w0, w1 - w2 + w3, w1 + w2 - w0, -w3)
-                    a0, a1, a2, a3 = v00, v01, v02, v03
-                    b0, b1 = v10 - v20 + v30, v11 - v21 + v31
-                    b2, b3 = v12 - v22 + v32, v13 - v23 + v33
-                    c0, c1 = v10 + v20 - v00, v11 + v21 - v01
-                    c2, c3 = v12 + v22 - v02, v13 + v23 - v03
-                    e0, e1, e2, e3 = -v30, -v31, -v32, -v33
-                    r = p0 + two * tx
-                    dst[r] += a0
-                    dst[r + one] += a1 - a2 + a3
-                    dst[r + two] += a1 + a2 - a0
-                    dst[r + three] -= a3
-                    r += uwp
-                    dst[r] += b0
-                    dst[r + one] += b1 - b2 + b3
-                    dst[r + two] += b1 + b2 - b0
-                    dst[r + three] -= b3
-                    r += uwp
-                    dst[r] += c0
-                    dst[r + one] += c1 - c2 + c3
-                    dst[r + two] += c1 + c2 - c0
-                    dst[r + three] -= c3
-                    r += uwp
-                    dst[r] += e0
-                    dst[r + one] += e1 - e2 + e3
-                    dst[r + two] += e1 + e2 - e0
-                    dst[r + three] -= e3
-    return dxpad
+        for ty in range(th):
+            for tx in range(tw):
+                # B dV: rows V_0, V_1 - V_2 + V_3, V_1 + V_2 - V_0, -V_3, stored as 4 rows of 4C
+                t = uint64((b * th + ty) * tw + tx) * uld
+                for j in range(4):
+                    q0 = uint64(j) * ucs + t
+                    q1 = q0 + four * ucs
+                    q2, q3 = q1 + four * ucs, q1 + eight * ucs
+                    a = uint64(j) * uc
+                    for ci in range(uc):
+                        tmp[a + ci] = dv[q0 + ci]
+                    a += quad
+                    for ci in range(uc):
+                        tmp[a + ci] = dv[q1 + ci] - dv[q2 + ci] + dv[q3 + ci]
+                    a += quad
+                    for ci in range(uc):
+                        tmp[a + ci] = dv[q1 + ci] + dv[q2 + ci] - dv[q0 + ci]
+                    a += quad
+                    for ci in range(uc):
+                        tmp[a + ci] = -dv[q3 + ci]
+                # each row (w0, w1, w2, w3) times B^T: w0, w1 - w2 + w3, w1 + w2 - w0, -w3
+                r = uint64(((b * hp + 2 * ty) * wp + 2 * tx) * c)
+                for i in range(4):
+                    w0 = uint64(i) * quad
+                    w1, w2 = w0 + uc, w0 + two * uc
+                    w3 = w2 + uc
+                    for ci in range(uc):
+                        dst[r + ci] += tmp[w0 + ci]
+                    for ci in range(uc):
+                        dst[r + uc + ci] += tmp[w1 + ci] - tmp[w2 + ci] + tmp[w3 + ci]
+                    for ci in range(uc):
+                        dst[r + two * uc + ci] += tmp[w1 + ci] + tmp[w2 + ci] - tmp[w0 + ci]
+                    for ci in range(uc):
+                        dst[r + three * uc + ci] -= tmp[w3 + ci]
+                    r += row
+    return dxh

@@ -87,7 +87,8 @@ def _im2col(
 
 
 class ConvCache(NamedTuple):
-    xpad: np.ndarray  # (N, C, H + 2*ph, W + 2*pw) a zero-padded copy of the input
+    xpad: np.ndarray  # (N, C, H + 2*ph, W + 2*pw) a zero-padded copy of the input; channels
+    # last and padded to whole tiles, (N, Hp, Wp, C), for a Winograd layer
     w: np.ndarray  # (F, C, KH, KW)
     x_shape: tuple[int, ...]  # (N, C, H, W)
     stride: tuple[int, int]
@@ -180,21 +181,22 @@ def _conv2d(op: str, x, w, b, stride, padding, spatial: int):
     f = w.shape[0]
     (ph, pw), (oh, ow) = padding, out_size
     winograd = _winograd(c, f, w.shape[2:], stride)
-    if winograd:  # whole 4x4 patches under every 2x2 output tile: a zero row or column more
-        xpad, xflat = _padded_zeros((n, c, oh + oh % 2 + 2, ow + ow % 2 + 2), x.dtype)
+    if winograd:  # channels last, whole 4x4 patches under every 2x2 output tile
+        xpad, xflat = _padded_zeros((n, oh + oh % 2 + 2, ow + ow % 2 + 2, c), x.dtype)
     else:
         xpad, xflat = _padded_zeros((n, c, h + 2 * ph, wd + 2 * pw), x.dtype)
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
     cache = ConvCache(xpad, np.ascontiguousarray(w), x.shape, stride, padding, out.shape, xflat)
     w_row = cache.w.reshape(f, -1)
-    u = _winograd_filter(cache.w) if winograd else None
+    ut = np.ascontiguousarray(_winograd_filter(cache.w).transpose(0, 2, 1)) if winograd else None
 
     def chunk(start: int, stop: int) -> None:
-        xpad[start:stop, :, ph : ph + h, pw : pw + wd] = x[start:stop]
         part = out[start:stop]
         if winograd:
-            _winograd_forward(xpad[start:stop], u, b, part)
+            xpad[start:stop, ph : ph + h, pw : pw + wd] = x[start:stop].transpose(0, 2, 3, 1)
+            _winograd_forward(xpad[start:stop], ut, b, part)
             return
+        xpad[start:stop, :, ph : ph + h, pw : pw + wd] = x[start:stop]
         np.matmul(w_row, _unfold(cache, start, stop), out=part.reshape(stop - start, f, oh * ow))
         part += b[:, None, None]
 
@@ -242,8 +244,10 @@ def _conv2d_backward(op: str, dout, cache: ConvCache, spatial: int, input_grad: 
 #
 # 3x3 windows at stride 1 between layers of at least 16 channels (VGG's and ResNet's bodies) run as
 # Winograd's minimal filtering algorithm, the transforms in cnn_core._kernels (see there): 16
-# products of (F, C) by (C, tiles) per chunk instead of one of (F, 9C) by (9C, 4 * tiles), 2.25
-# times fewer multiplications. Its rounding differs from im2col's by about as much as im2col's from
+# products of (tiles, C) by (C, F) per chunk instead of one of (F, 9C) by (9C, 4 * tiles), 2.25
+# times fewer multiplications. The layer keeps its padded input channels last, which the
+# transforms read and write in vector loops; the chunk's input, output and gradients change layout
+# on the way in and out. Its rounding differs from im2col's by about as much as im2col's from
 # PyTorch's. Fewer channels leave the products too small to gain from it.
 
 _WINOGRAD_CHANNELS = 16
@@ -269,15 +273,15 @@ def _winograd_images(cache: ConvCache) -> int:
     return _balanced(cache.x_shape[0], (_CHUNK_BYTES or _threads.core_cache_bytes()) // per_image)
 
 
-def _components(name: str, rows: int, tiles: int, dtype) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Scratch for 16 components of a (rows, tiles) matrix each: the flat buffer, its (16, rows,
-    tiles) view for the products, the leading dimension ld and the component stride cs. cs is
+def _components(name: str, tiles: int, cols: int, dtype) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Scratch for 16 components of a (tiles, cols) matrix each: the flat buffer, its (16, tiles,
+    cols) view for the products, the leading dimension ld and the component stride cs. cs is
     16 elements past a multiple of 1024, so the 16 entries of one tile fall in different cache sets
     (a power-of-two stride made the transforms 2-4 times slower)."""
-    ld = tiles + (-tiles) % 16
-    cs = (rows * ld + 1023) // 1024 * 1024 + 16
+    ld = cols + (-cols) % 16
+    cs = (tiles * ld + 1023) // 1024 * 1024 + 16
     flat = _threads.scratch(name, (16 * cs,), dtype)
-    view = flat.reshape(16, cs)[:, : rows * ld].reshape(16, rows, ld)[:, :, :tiles]
+    view = flat.reshape(16, cs)[:, : tiles * ld].reshape(16, tiles, ld)[:, :, :cols]
     return flat, view, ld, cs
 
 
@@ -311,47 +315,46 @@ def _winograd_filter_adjoint(du: np.ndarray) -> np.ndarray:
     return dw
 
 
-def _winograd_forward(xpad: np.ndarray, u: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out (B, F, OH, OW) of a chunk from its padded input xpad (B, C, Hp, Wp) and U (16, F, C)."""
-    nb, c = xpad.shape[:2]
+def _winograd_forward(xh: np.ndarray, ut: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out (B, F, OH, OW) of a chunk from its padded channels-last input xh (B, Hp, Wp, C) and
+    U^T (16, C, F)."""
+    nb, _, _, c = xh.shape
     f, oh, ow = out.shape[1:]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     tiles = nb * th * tw
-    v, v3, ld, cs_v = _components("winograd_v", c, tiles, xpad.dtype)
-    m, m3, _, cs_m = _components("winograd_m", f, tiles, xpad.dtype)
+    v, v3, ld_v, cs_v = _components("winograd_v", tiles, c, xh.dtype)
+    m, m3, ld_m, cs_m = _components("winograd_m", tiles, f, xh.dtype)
+    outh = _threads.scratch("winograd_out", (nb, 2 * th, 2 * tw, f), xh.dtype)
     if "cnn_core._kernels" in sys.modules:
-        _kernels().winograd_input(xpad, th, tw, v, cs_v, ld)
-        np.matmul(u, v3, out=m3)
-        _kernels().winograd_output(m, cs_m, ld, th, tw, b, out)
-        return
-    # Until an op has loaded numba: the same sums with numpy, so the same bits.
-    d = [[xpad[:, :, i : i + 2 * th : 2, j : j + 2 * tw : 2] for j in range(4)] for i in range(4)]
-    rows = (
-        [d[0][j] - d[2][j] for j in range(4)],
-        [d[1][j] + d[2][j] for j in range(4)],
-        [d[2][j] - d[1][j] for j in range(4)],
-        [d[1][j] - d[3][j] for j in range(4)],
-    )
-    for i, (r0, r1, r2, r3) in enumerate(rows):
-        for j, value in enumerate((r0 - r2, r1 + r2, r2 - r1, r1 - r3)):
-            v3[4 * i + j].reshape(c, nb, th, tw)[...] = value.transpose(1, 0, 2, 3)
-    np.matmul(u, v3, out=m3)
-    mm = [
-        [m3[4 * i + j].reshape(f, nb, th, tw).transpose(1, 0, 2, 3) for j in range(4)]
-        for i in range(4)
-    ]
-    s = [mm[0][j] + mm[1][j] + mm[2][j] for j in range(4)]
-    e = [mm[1][j] - mm[2][j] - mm[3][j] for j in range(4)]
-    bias = b[None, :, None, None]
-    out[:, :, 0::2, 0::2] = s[0] + s[1] + s[2] + bias
-    out[:, :, 0::2, 1::2] = (s[1] - s[2] - s[3] + bias)[:, :, :, : ow // 2]
-    out[:, :, 1::2, 0::2] = (e[0] + e[1] + e[2] + bias)[:, :, : oh // 2]
-    out[:, :, 1::2, 1::2] = (e[1] - e[2] - e[3] + bias)[:, :, : oh // 2, : ow // 2]
+        tmp = _threads.scratch("winograd_tmp", (16 * max(ld_v, ld_m),), xh.dtype)
+        _kernels().winograd_input(xh, th, tw, v, cs_v, ld_v, tmp)
+        np.matmul(v3, ut, out=m3)
+        _kernels().winograd_output(m, cs_m, ld_m, th, tw, b, outh, tmp)
+    else:  # until an op has loaded numba: the same sums with numpy, so the same bits
+        d = [[xh[:, i : i + 2 * th : 2, j : j + 2 * tw : 2] for j in range(4)] for i in range(4)]
+        rows = (
+            [d[0][j] - d[2][j] for j in range(4)],
+            [d[1][j] + d[2][j] for j in range(4)],
+            [d[2][j] - d[1][j] for j in range(4)],
+            [d[1][j] - d[3][j] for j in range(4)],
+        )
+        for i, (r0, r1, r2, r3) in enumerate(rows):
+            for j, value in enumerate((r0 - r2, r1 + r2, r2 - r1, r1 - r3)):
+                v3[4 * i + j] = value.reshape(tiles, c)
+        np.matmul(v3, ut, out=m3)
+        mm = [[m3[4 * i + j].reshape(nb, th, tw, f) for j in range(4)] for i in range(4)]
+        s = [mm[0][j] + mm[1][j] + mm[2][j] for j in range(4)]
+        e = [mm[1][j] - mm[2][j] - mm[3][j] for j in range(4)]
+        outh[:, 0::2, 0::2] = s[0] + s[1] + s[2] + b
+        outh[:, 0::2, 1::2] = s[1] - s[2] - s[3] + b
+        outh[:, 1::2, 0::2] = e[0] + e[1] + e[2] + b
+        outh[:, 1::2, 1::2] = e[1] - e[2] - e[3] + b
+    out[...] = outh[:, :oh, :ow].transpose(0, 3, 1, 2)
 
 
 def _winograd_backward(dout: np.ndarray, cache: ConvCache, dx: np.ndarray | None):
     """dw and db of a Winograd convolution, and dx into `dx` unless it is None.
-    dout: (N, F, OH*OW), C-contiguous."""
+    dout: (N, F, OH*OW), C-contiguous; cache.xpad is channels last."""
     n, f, oh, ow = cache.out_shape
     c = cache.w.shape[1]
     (ph, pw), (_, _, h, wd) = cache.padding, cache.x_shape
@@ -360,20 +363,26 @@ def _winograd_backward(dout: np.ndarray, cache: ConvCache, dx: np.ndarray | None
     kernels = _kernels()
 
     def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        nb = stop - start
         ds = dout[start:stop]
-        tiles = (stop - start) * th * tw
-        dm, dm3, ld, cs_m = _components("winograd_m", f, tiles, ds.dtype)
-        kernels.winograd_output_adjoint(ds.reshape(-1, f, oh, ow), th, tw, dm, cs_m, ld)
-        v, v3, _, cs_v = _components("winograd_v", c, tiles, ds.dtype)
-        kernels.winograd_input(cache.xpad[start:stop], th, tw, v, cs_v, ld)
-        du = np.matmul(dm3, v3.transpose(0, 2, 1))  # (16, F, C)
+        tiles = nb * th * tw
+        douth = _threads.scratch("winograd_out", (nb, 2 * th, 2 * tw, f), ds.dtype)
+        douth[:, :oh, :ow] = ds.reshape(nb, f, oh, ow).transpose(0, 2, 3, 1)
+        douth[:, oh:] = 0  # the missing row and column of partial tiles
+        douth[:, :, ow:] = 0
+        dm, dm3, ld_m, cs_m = _components("winograd_m", tiles, f, ds.dtype)
+        v, v3, ld_v, cs_v = _components("winograd_v", tiles, c, ds.dtype)
+        tmp = _threads.scratch("winograd_tmp", (16 * max(ld_v, ld_m),), ds.dtype)
+        kernels.winograd_output_adjoint(douth, th, tw, dm, cs_m, ld_m, tmp)
+        kernels.winograd_input(cache.xpad[start:stop], th, tw, v, cs_v, ld_v, tmp)
+        du = np.matmul(dm3.transpose(0, 2, 1), v3)  # (16, F, C)
         db = ds.sum(axis=(0, 2))
         if dx is not None:
-            dv, dv3, _, _ = _components("winograd_dv", c, tiles, ds.dtype)
-            np.matmul(u.transpose(0, 2, 1), dm3, out=dv3)
-            dxpad = _threads.scratch("dxpad", (stop - start, *cache.xpad.shape[1:]), ds.dtype)
-            kernels.winograd_input_adjoint(dv, cs_v, ld, th, tw, dxpad)
-            dx[start:stop] = dxpad[:, :, ph : ph + h, pw : pw + wd]
+            dv, dv3, _, _ = _components("winograd_dv", tiles, c, ds.dtype)
+            np.matmul(dm3, u, out=dv3)
+            dxh = _threads.scratch("dxpad", (nb, *cache.xpad.shape[1:]), ds.dtype)
+            kernels.winograd_input_adjoint(dv, cs_v, ld_v, th, tw, dxh, tmp)
+            dx[start:stop] = dxh[:, ph : ph + h, pw : pw + wd].transpose(0, 3, 1, 2)
         return du, db
 
     du, db = np.zeros((16, f, c), dout.dtype), np.zeros(f, dout.dtype)
