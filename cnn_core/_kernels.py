@@ -125,7 +125,8 @@ def maxpool_forward(x, kh, kw, sh, sw, oh, ow):
     """Max over each window of x (N, C, H, W); returns out (N, C, OH, OW) and the argmax.
 
     argmax (N, C, OH, OW) int32 holds the flat index iy * W + ix of the first maximum in
-    row-major order within its window (strict comparison keeps the first of equal values).
+    row-major order within its window (strict comparison keeps the first of equal values). A NaN
+    is a window's maximum, as in numpy's max and PyTorch: the first NaN is taken.
     """
     n, c, h, w = x.shape
     src = x.reshape(-1)
@@ -146,7 +147,7 @@ def maxpool_forward(x, kh, kw, sh, sw, oh, ow):
                     for j in range(uint64(kw)):
                         at = first + i * uw + j
                         v = src[base + at]
-                        better = v > best
+                        better = (v > best) | ((v != v) & (best == best))
                         best_at = at if better else best_at
                         best = v if better else best
                 out[o] = best
@@ -178,18 +179,21 @@ def maxpool2x2_forward(x, oh, ow):
             top = base + two * y * uw
             bottom = top + uw
             for z in range(uow):
-                # the comparisons of maxpool_forward in the same order, as selects
-                best = src[top + two * z]
-                at = uint8(0)
-                v = src[top + two * z + uint64(1)]
-                better = v > best
-                best, at = (v, uint8(1)) if better else (best, at)
-                v = src[bottom + two * z]
-                better = v > best
-                best, at = (v, uint8(2)) if better else (best, at)
-                v = src[bottom + two * z + uint64(1)]
-                better = v > best
-                best, at = (v, uint8(3)) if better else (best, at)
+                # the comparisons of maxpool_forward in the same order, as selects; then the
+                # first NaN, if any, in place of the maximum (one pass of selects that LLVM
+                # vectorises for float64 too, where a NaN test in each comparison stopped it)
+                v0 = src[top + two * z]
+                v1 = src[top + two * z + uint64(1)]
+                v2 = src[bottom + two * z]
+                v3 = src[bottom + two * z + uint64(1)]
+                best, at = v0, uint8(0)
+                best, at = (v1, uint8(1)) if v1 > best else (best, at)
+                best, at = (v2, uint8(2)) if v2 > best else (best, at)
+                best, at = (v3, uint8(3)) if v3 > best else (best, at)
+                best, at = (v3, uint8(3)) if v3 != v3 else (best, at)
+                best, at = (v2, uint8(2)) if v2 != v2 else (best, at)
+                best, at = (v1, uint8(1)) if v1 != v1 else (best, at)
+                best, at = (v0, uint8(0)) if v0 != v0 else (best, at)
                 out[o + z] = best
                 where[o + z] = at
             o += uow

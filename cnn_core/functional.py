@@ -445,7 +445,8 @@ def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None):
     """Max pooling. x: (N, C, H, W); kernel_size, stride: int or pair, stride defaults to the kernel.
 
     Returns out (N, C, OH, OW), OH = (H - KH) // sh + 1, and a cache. Windows may overlap
-    (AlexNet's 3x3 stride 2); the first maximum in row-major order receives the gradient.
+    (AlexNet's 3x3 stride 2); the first maximum in row-major order receives the gradient. A NaN
+    counts as its window's maximum, as in PyTorch (the first NaN takes the gradient).
     """
     x, kernel, stride, (oh, ow) = _checks.pool_args("maxpool2d_forward", x, kernel_size, stride)
     x = np.ascontiguousarray(x)

@@ -154,10 +154,12 @@ def _first_argmax(window: np.ndarray) -> tuple[int, int]:
     """Offsets (ki, kj) of the first maximum of a 2D window in row-major order.
 
     Only a strictly larger value replaces the best so far, so among tied maxima the first wins.
+    A NaN counts as the maximum, as in `window.max()`: the first NaN wins.
     """
     best = (0, 0)
     for ki, kj in np.ndindex(*window.shape):
-        if window[ki, kj] > window[best]:
+        v, b = window[ki, kj], window[best]
+        if v > b or (np.isnan(v) and not np.isnan(b)):
             best = (ki, kj)
     return best
 

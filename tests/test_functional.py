@@ -314,6 +314,23 @@ def test_maxpool_ties_send_gradient_to_first_max(impl):
     assert dx[0, 0].tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
 
 
+@pytest.mark.parametrize("stride", [2, 1], ids=["2x2-path", "general-kernel"])
+@pytest.mark.parametrize("impl", [fast, naive], ids=["fast", "naive"])
+def test_maxpool_takes_a_nan_anywhere_in_a_window_as_its_maximum(impl, stride):
+    """As PyTorch does: a NaN in any position of a window is its output and takes its gradient
+    (the first of several NaNs, as the first of tied maxima)."""
+    x = np.array([[[[1.0, np.nan, 7.0], [3.0, 2.0, np.nan], [9.0, 9.0, 9.0]]]], np.float32)
+    out, cache = impl.maxpool2d_forward(x, 2, stride)
+    dout = np.arange(1.0, out.size + 1, dtype=np.float32).reshape(out.shape)
+    dx = impl.maxpool2d_backward(dout, cache)
+    t_out, (t_dx,) = torch_grads(lambda a: tf.max_pool2d(a, 2, stride), [x], dout)
+    np.testing.assert_array_equal(out, t_out)  # NaN where torch has NaN
+    if stride == 2:
+        np.testing.assert_array_equal(dx, t_dx)
+    else:  # the top-right window holds two NaNs: torch routes to its last, the kit to its first
+        assert dx[0, 0].tolist() == [[0.0, 3.0, 0.0], [0.0, 0.0, 4.0], [3.0, 0.0, 0.0]]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 2, 3), (3, 1, 5, 2), (0, 2, 4, 4)]
