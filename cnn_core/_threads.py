@@ -7,7 +7,8 @@ that the chunk threads and BLAS's own workers do not fight over the cores. A job
 calling thread instead, with BLAS left as it is, when it is a single chunk, when a BLAS library
 uses one thread (OPENBLAS_NUM_THREADS=1, threadpoolctl's limits, or another thread's chunked job
 under way), or when BLAS's thread count cannot be set (a library threadpoolctl does not know, or
-another thread holding OpenBLAS's limits).
+another thread holding OpenBLAS's limits). A training run holds BLAS to one thread throughout
+(`blas_held`), its chunked jobs keeping the threads BLAS had.
 
 With OpenBLAS's usual pthreads build the thread count is process-wide: numpy called from another
 thread during a chunked job runs single-threaded until the job returns.
@@ -15,13 +16,14 @@ thread during a chunked job runs single-threaded until the job returns.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -180,6 +182,27 @@ def chunk_threads() -> int:
     return max(1, min(_blas_threads(_blas()), _CORES))
 
 
+@contextlib.contextmanager
+def blas_held() -> Iterator[None]:
+    """Within: BLAS on one thread, and the chunked jobs of this thread on as many threads as BLAS
+    had (`chunk_threads`), for a block of many small steps such as a training run. BLAS's own
+    workers, which it wakes for the products outside the chunked jobs (linear layers) and which
+    then spin for a while, no longer take the cores the chunk threads need; on a busy machine that
+    contention made training several times slower. A nested block, or one whose limit BLAS does not
+    take (another thread holds it), changes nothing."""
+    if getattr(_local, "held", None) is not None:
+        yield
+        return
+    blas = _blas()
+    threads = chunk_threads()
+    with blas.limit(limits=1, user_api="blas"):
+        _local.held = threads if _blas_threads(blas) == 1 else None
+        try:
+            yield
+        finally:
+            _local.held = None
+
+
 def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
     """[job(start, stop) for each chunk [start, stop) of range(n), `per` items a chunk], in order.
 
@@ -188,7 +211,15 @@ def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
     here after the chunks under way have finished.
     """
     bounds = [(start, min(n, start + per)) for start in range(0, n, per)]
-    if len(bounds) > 1:
+    held = getattr(_local, "held", None)
+    if len(bounds) > 1 and held is not None:  # BLAS is on one thread already
+        workers = min(len(bounds), held)
+        if workers > 1 and _parallel.acquire(blocking=False):  # else another job has the cores
+            try:
+                return _share(job, bounds, workers)
+            finally:
+                _parallel.release()
+    elif len(bounds) > 1:
         blas = _blas()
         workers = min(len(bounds), _blas_threads(blas), _CORES)
         if workers > 1:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from cnn_core import _threads
 from cnn_core._args import integer
 from cnn_core.data import Augmentation, Dataset, Normalizer, batches, num_batches, train_val_split
 from cnn_core.functional import softmax_cross_entropy
@@ -185,16 +186,17 @@ def fit(
         last if replay is None else min(last, replay),
     )
     model.train()
-    for epoch in range(1, epochs + 1):
-        order = batches(prep.x_train, prep.y_train, batch_size, rng=shuffle_rng)
-        desc = f"epoch {epoch}/{epochs}"
-        with tqdm(order, total=per_epoch, desc=desc, disable=not progress, leave=False) as bar:
-            run.epoch(bar)
-        if run.finished or _end_of_epoch(history, schedule, early_stopping, optimizer):
-            break
-    if evaluate_test and prep.y_test is not None and replay is None:
-        loss, acc = evaluate(model, prep.x_test, prep.y_test)
-        history.test = {"loss": loss, "accuracy": acc}
+    with _threads.blas_held():  # BLAS's own workers would contend with the layers' chunk threads
+        for epoch in range(1, epochs + 1):
+            order = batches(prep.x_train, prep.y_train, batch_size, rng=shuffle_rng)
+            desc = f"epoch {epoch}/{epochs}"
+            with tqdm(order, total=per_epoch, desc=desc, disable=not progress, leave=False) as bar:
+                run.epoch(bar)
+            if run.finished or _end_of_epoch(history, schedule, early_stopping, optimizer):
+                break
+        if evaluate_test and prep.y_test is not None and replay is None:
+            loss, acc = evaluate(model, prep.x_test, prep.y_test)
+            history.test = {"loss": loss, "accuracy": acc}
     return history
 
 

@@ -134,6 +134,33 @@ def test_blas_limits_held_by_another_thread_mean_the_chunks_run_inline(two_blas_
     assert ran == [threading.get_ident()] * 4
 
 
+def test_a_held_block_keeps_blas_on_one_thread_and_the_chunks_on_the_threads_it_had(
+    two_blas_threads,
+):
+    meet = threading.Barrier(2, timeout=10)  # broken unless two chunks run at once
+
+    def job(start, stop):
+        meet.wait()
+        return threading.get_ident(), blas_threads()
+
+    with _threads.blas_held():
+        outside = blas_threads()  # between chunked jobs, as a linear layer's product sees it
+        ran = _threads.map_chunks(job, 4, 2)
+        with _threads.blas_held():  # nested: no change
+            nested = blas_threads()
+        after_nested = blas_threads()
+    assert outside == nested == after_nested == [1] * len(outside)
+    assert len({ident for ident, _ in ran}) == 2
+    assert all(inside == [1] * len(inside) for _, inside in ran)
+    assert blas_threads() == [2] * len(blas_threads())
+
+
+def test_a_held_block_under_a_one_thread_limit_runs_the_chunks_inline():
+    with threadpool_limits(1, user_api="blas"), _threads.blas_held():
+        ran = _threads.map_chunks(lambda a, b: threading.get_ident(), 6, 1)
+    assert ran == [threading.get_ident()] * 6
+
+
 def test_a_forked_child_gets_its_own_threads(two_blas_threads):
     _threads.map_chunks(lambda a, b: a, 4, 1)  # the parent's pool exists before the fork
     pid = os.fork()

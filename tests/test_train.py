@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from autograder.cli import main
 from cnn_core import nn, optim
@@ -80,6 +81,31 @@ def test_same_seed_same_losses_bit_for_bit(small):
     assert a.train_loss == b.train_loss and a.val_loss == b.val_loss
     c, _ = run(small, seed=5, augmentation=aug)
     assert c.train_loss != a.train_loss
+
+
+def test_training_holds_blas_to_one_thread_and_gives_its_threads_back(small, monkeypatch):
+    """BLAS's own workers would contend with the layers' chunk threads: a run keeps BLAS on one
+    thread (the chunks keep the threads BLAS had) and restores it afterwards, even on an error."""
+    controller = ThreadpoolController().select(user_api="blas")
+    if not controller.lib_controllers:
+        pytest.skip("no BLAS library threadpoolctl can control")
+    seen = []
+    step = optim.SGD.step
+
+    def recording_step(self):
+        seen.append(min(lib.num_threads for lib in controller.lib_controllers))
+        if len(seen) > 3:
+            raise RuntimeError("a step failed")
+        step(self)
+
+    monkeypatch.setattr(optim.SGD, "step", recording_step)
+    with threadpool_limits(2, user_api="blas"):
+        run(small, epochs=1, max_iterations=3)
+        assert seen == [1, 1, 1]
+        assert all(lib.num_threads == 2 for lib in controller.lib_controllers)
+        with pytest.raises(RuntimeError, match="a step failed"):
+            run(small, epochs=1)
+        assert all(lib.num_threads == 2 for lib in controller.lib_controllers)
 
 
 def test_evaluate_matches_a_manual_pass(small):
