@@ -51,7 +51,7 @@ def cnn_core_trainer(x, y):
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9)
 
     def step(idx):
-        with _threads.blas_held():  # as `fit` holds BLAS to one thread for a whole run
+        with _threads.blas_held():  # as `fit` holds BLAS to one thread (here a step at a time)
             opt.zero_grad()
             loss, dscores = softmax_cross_entropy(model(x[idx]), y[idx])
             model.backward_params(dscores)  # as training does: the images need no gradient

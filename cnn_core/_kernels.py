@@ -324,9 +324,10 @@ def avgpool_backward(dout, kh, kw, sh, sw, h, w):
 # (tiles, channel) matrix of a component is a BLAS operand with leading dimension ld, and the
 # components lie cs apart, cs chosen so that the 16 streams a tile touches do not share cache sets
 # (`cnn_core.functional` picks ld and cs). Each loop stores one stream and loads at most four: more
-# would exceed the overlap tests LLVM makes before it vectorises a loop. `tmp` is scratch of 16*ld
-# elements. Only additions and subtractions, no fastmath: `cnn_core.functional` repeats the
-# forward ones with numpy, in the same order, before numba is loaded, and gets the same bits.
+# would exceed the overlap tests LLVM makes before it vectorises a loop. `tmp` is scratch of at
+# least 16*C elements for the input transforms and 8*F for the output ones. Only additions and
+# subtractions, no fastmath: `cnn_core.functional` repeats the forward ones with numpy, in the same
+# order, before numba is loaded, and gets the same bits.
 
 
 @njit(**_JIT)

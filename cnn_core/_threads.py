@@ -37,6 +37,7 @@ _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else o
 _helpers: ThreadPoolExecutor | None = None
 _setup = threading.Lock()
 _parallel = threading.Lock()  # one chunked job at a time sets BLAS's limits and restores them
+_holder: int | None = None  # the thread whose `blas_held` block holds BLAS to one thread
 
 
 def _blas():
@@ -188,19 +189,31 @@ def blas_held() -> Iterator[None]:
     had (`chunk_threads`), for a block of many small steps such as a training run. BLAS's own
     workers, which it wakes for the products outside the chunked jobs (linear layers) and which
     then spin for a while, no longer take the cores the chunk threads need; on a busy machine that
-    contention made training several times slower. A nested block, or one whose limit BLAS does not
-    take (another thread holds it), changes nothing."""
-    if getattr(_local, "held", None) is not None:
+    contention made training several times slower.
+
+    One block holds BLAS at a time: a nested block, a block on another thread while one holds,
+    a block where BLAS has one thread already, or one whose limit some BLAS library does not take,
+    changes nothing. The limit is set and restored between chunked jobs, never during one, so a
+    block never takes another job's temporary limit for BLAS's own."""
+    global _holder
+    with _parallel:
+        threads = chunk_threads()
+        limiter = None
+        if _holder is None and threads > 1:
+            blas = _blas()
+            limiter = blas.limit(limits=1, user_api="blas")
+            if all(lib.num_threads == 1 for lib in blas.lib_controllers):
+                _holder, _local.held = threading.get_ident(), threads
+            else:
+                limiter.restore_original_limits()
+                limiter = None
+    try:
         yield
-        return
-    blas = _blas()
-    threads = chunk_threads()
-    with blas.limit(limits=1, user_api="blas"):
-        _local.held = threads if _blas_threads(blas) == 1 else None
-        try:
-            yield
-        finally:
-            _local.held = None
+    finally:
+        if limiter is not None:
+            with _parallel:
+                _holder = _local.held = None
+                limiter.restore_original_limits()
 
 
 def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:

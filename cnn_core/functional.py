@@ -266,7 +266,7 @@ def _tiles(cache: ConvCache) -> tuple[int, int]:
 
 def _winograd_images(cache: ConvCache) -> int:
     """Images per chunk: the larger of a chunk's transformed input and output (16 components of
-    C or F rows of tiles) within the core's cache, as im2col's columns."""
+    (tiles, C) or (tiles, F)) within the core's cache, as im2col's columns."""
     f, c = cache.w.shape[:2]
     th, tw = _tiles(cache)
     per_image = 16 * max(c, f) * th * tw * cache.xpad.itemsize
@@ -446,7 +446,8 @@ def maxpool2d_forward(x: np.ndarray, kernel_size, stride=None):
 
     Returns out (N, C, OH, OW), OH = (H - KH) // sh + 1, and a cache. Windows may overlap
     (AlexNet's 3x3 stride 2); the first maximum in row-major order receives the gradient. A NaN
-    counts as its window's maximum, as in PyTorch (the first NaN takes the gradient).
+    counts as its window's maximum, so the output is NaN as in PyTorch; the first NaN takes the
+    gradient (PyTorch gives it to the last).
     """
     x, kernel, stride, (oh, ow) = _checks.pool_args("maxpool2d_forward", x, kernel_size, stride)
     x = np.ascontiguousarray(x)

@@ -176,7 +176,8 @@ def test_forward_conv_needs_no_numba_and_gives_the_same_bits_once_numba_is_loade
                  ((2, 1, 9, 9), (3, 1, 5, 5), 3, 2, np.float32),
                  ((40, 16, 12, 12), (8, 16, 3, 3), 1, 1, np.float32),  # 4 chunks
                  ((9, 16, 7, 6), (17, 16, 3, 3), 1, 1, np.float32),  # Winograd, odd rows
-                 ((3, 16, 5, 8), (16, 16, 3, 3), 1, (0, 2), np.float64)]
+                 ((3, 16, 5, 8), (16, 16, 3, 3), 1, (0, 2), np.float64),
+                 ((2, 16, 6, 7), (16, 16, 3, 3), 1, 1, np.float32)]  # Winograd, odd columns
         args = [(rng.standard_normal(xs).astype(dt), rng.standard_normal(ws).astype(dt),
                  rng.standard_normal(ws[0]).astype(dt), s, p) for xs, ws, s, p, dt in cases]
         before = [f.conv2d_forward(x, w, b, stride=s, padding=p)[0] for x, w, b, s, p in args]
@@ -314,21 +315,38 @@ def test_maxpool_ties_send_gradient_to_first_max(impl):
     assert dx[0, 0].tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [2, 1], ids=["2x2-path", "general-kernel"])
 @pytest.mark.parametrize("impl", [fast, naive], ids=["fast", "naive"])
-def test_maxpool_takes_a_nan_anywhere_in_a_window_as_its_maximum(impl, stride):
-    """As PyTorch does: a NaN in any position of a window is its output and takes its gradient
-    (the first of several NaNs, as the first of tied maxima)."""
-    x = np.array([[[[1.0, np.nan, 7.0], [3.0, 2.0, np.nan], [9.0, 9.0, 9.0]]]], np.float32)
+def test_maxpool_takes_a_nan_anywhere_in_a_window_as_its_maximum(impl, stride, dtype):
+    """As PyTorch does, a NaN in any position of a window is its output; it takes the window's
+    gradient, the first of several NaNs (as the first of tied maxima; PyTorch takes the last)."""
+    nan = np.nan
+    x = np.array(
+        [[1.0, nan, 7.0, 0.0], [3.0, 2.0, 1.0, nan], [nan, 9.0, 5.0, nan], [4.0, nan, nan, 8.0]],
+        dtype,
+    )[None, None]
     out, cache = impl.maxpool2d_forward(x, 2, stride)
-    dout = np.arange(1.0, out.size + 1, dtype=np.float32).reshape(out.shape)
+    dout = np.arange(1.0, out.size + 1, dtype=dtype).reshape(out.shape)
     dx = impl.maxpool2d_backward(dout, cache)
-    t_out, (t_dx,) = torch_grads(lambda a: tf.max_pool2d(a, 2, stride), [x], dout)
+    t_out, _ = torch_grads(lambda a: tf.max_pool2d(a, 2, stride), [x], dout)
     np.testing.assert_array_equal(out, t_out)  # NaN where torch has NaN
-    if stride == 2:
-        np.testing.assert_array_equal(dx, t_dx)
-    else:  # the top-right window holds two NaNs: torch routes to its last, the kit to its first
-        assert dx[0, 0].tolist() == [[0.0, 3.0, 0.0], [0.0, 0.0, 4.0], [3.0, 0.0, 0.0]]
+    takes = {  # stride 1: window (row, column) -> the entry taking its gradient, by hand
+        (0, 0): (0, 1), (0, 1): (0, 1), (0, 2): (1, 3),
+        (1, 0): (2, 0), (1, 1): (2, 1), (1, 2): (1, 3),  # (1, 1) holds no NaN: its 9
+        (2, 0): (2, 0), (2, 1): (3, 1), (2, 2): (2, 3),
+    }  # fmt: skip
+    expected = np.zeros((4, 4))
+    for (i, j), g in np.ndenumerate(dout[0, 0]):
+        expected[takes[i, j] if stride == 1 else _pair_nan(x, i, j)] += g
+    np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+def _pair_nan(x: np.ndarray, i: int, j: int) -> tuple[int, int]:
+    """The first NaN in row-major order of the 2x2 window (i, j) at stride 2."""
+    window = x[0, 0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+    di, dj = np.argwhere(np.isnan(window))[0]
+    return 2 * i + int(di), 2 * j + int(dj)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -44,6 +44,17 @@ def two_blas_threads(monkeypatch):
     release_blas_control()
 
 
+def two_at_once():
+    """A chunk job that returns (thread, BLAS threads inside) once two chunks run side by side."""
+    meet = threading.Barrier(2, timeout=10)
+
+    def job(start, stop):
+        meet.wait()
+        return threading.get_ident(), blas_threads()
+
+    return job
+
+
 def test_chunks_cover_the_range_in_order():
     assert _threads.map_chunks(lambda a, b: (a, b), 7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert _threads.map_chunks(lambda a, b: (a, b), 3, 5) == [(0, 3)]
@@ -51,13 +62,7 @@ def test_chunks_cover_the_range_in_order():
 
 
 def test_chunks_run_side_by_side_on_single_threaded_blas(two_blas_threads):
-    meet = threading.Barrier(2, timeout=10)  # broken unless two chunks run at once
-
-    def job(start, stop):
-        meet.wait()
-        return threading.get_ident(), blas_threads()
-
-    ran = _threads.map_chunks(job, 4, 2)
+    ran = _threads.map_chunks(two_at_once(), 4, 2)
     assert len({ident for ident, _ in ran}) == 2
     assert all(inside == [1] * len(inside) for _, inside in ran)
     assert blas_threads() == [2] * len(blas_threads())
@@ -137,26 +142,63 @@ def test_blas_limits_held_by_another_thread_mean_the_chunks_run_inline(two_blas_
 def test_a_held_block_keeps_blas_on_one_thread_and_the_chunks_on_the_threads_it_had(
     two_blas_threads,
 ):
-    meet = threading.Barrier(2, timeout=10)  # broken unless two chunks run at once
-
-    def job(start, stop):
-        meet.wait()
-        return threading.get_ident(), blas_threads()
-
     with _threads.blas_held():
         outside = blas_threads()  # between chunked jobs, as a linear layer's product sees it
-        ran = _threads.map_chunks(job, 4, 2)
+        ran = _threads.map_chunks(two_at_once(), 4, 2)
         with _threads.blas_held():  # nested: no change
             nested = blas_threads()
         after_nested = blas_threads()
+        ran_after_nested = _threads.map_chunks(two_at_once(), 4, 2)
     assert outside == nested == after_nested == [1] * len(outside)
-    assert len({ident for ident, _ in ran}) == 2
-    assert all(inside == [1] * len(inside) for _, inside in ran)
+    for chunks in (ran, ran_after_nested):
+        assert len({ident for ident, _ in chunks}) == 2
+        assert all(inside == [1] * len(inside) for _, inside in chunks)
     assert blas_threads() == [2] * len(blas_threads())
+    assert _threads._holder is None
 
 
-def test_a_held_block_under_a_one_thread_limit_runs_the_chunks_inline():
+@pytest.mark.parametrize("first_ends_first", [True, False], ids=["first-ends-first", "second"])
+def test_a_second_threads_held_block_changes_nothing_while_one_holds(
+    two_blas_threads, first_ends_first
+):
+    """Two training runs on two threads: the second neither takes the first's limit for BLAS's
+    own count nor leaves BLAS on one thread, whichever of the two ends first."""
+    holding, may_end, ended = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with _threads.blas_held():
+            holding.set()
+            may_end.wait(10)
+        ended.set()
+
+    def second():
+        holding.wait(10)
+        with _threads.blas_held():
+            seen["inside"] = blas_threads()
+            seen["chunks"] = _threads.map_chunks(lambda a, b: threading.get_ident(), 4, 1)
+            if first_ends_first:
+                may_end.set()
+                ended.wait(10)
+        may_end.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert ended.is_set() and seen["inside"] == [1] * len(seen["inside"])
+    assert len(set(seen["chunks"])) == 1  # inline: the first block has the cores
+    assert blas_threads() == [2] * len(blas_threads())
+    assert _threads._holder is None
+    release_blas_control()
+    ran = _threads.map_chunks(two_at_once(), 4, 2)  # chunked jobs run side by side again
+    assert len({ident for ident, _ in ran}) == 2
+
+
+def test_a_held_block_where_blas_has_one_thread_changes_nothing():
     with threadpool_limits(1, user_api="blas"), _threads.blas_held():
+        assert _threads._holder is None
         ran = _threads.map_chunks(lambda a, b: threading.get_ident(), 6, 1)
     assert ran == [threading.get_ident()] * 6
 

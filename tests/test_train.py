@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from autograder.cli import main
-from cnn_core import nn, optim
+from cnn_core import _threads, nn, optim
 from cnn_core.data import Augmentation, load_builtin_subset
 from cnn_core.history import History
 from cnn_core.train import evaluate, fit
@@ -85,7 +85,7 @@ def test_same_seed_same_losses_bit_for_bit(small):
 
 def test_training_holds_blas_to_one_thread_and_gives_its_threads_back(small, monkeypatch):
     """BLAS's own workers would contend with the layers' chunk threads: a run keeps BLAS on one
-    thread (the chunks keep the threads BLAS had) and restores it afterwards, even on an error."""
+    thread and restores it afterwards, even on an error (`blas_held`, tests/test_threads.py)."""
     controller = ThreadpoolController().select(user_api="blas")
     if not controller.lib_controllers:
         pytest.skip("no BLAS library threadpoolctl can control")
@@ -106,6 +106,7 @@ def test_training_holds_blas_to_one_thread_and_gives_its_threads_back(small, mon
         with pytest.raises(RuntimeError, match="a step failed"):
             run(small, epochs=1)
         assert all(lib.num_threads == 2 for lib in controller.lib_controllers)
+        assert _threads._holder is None
 
 
 def test_evaluate_matches_a_manual_pass(small):
