@@ -79,6 +79,8 @@ NUMBA_CACHE = Path(".home/.cache/numba")  # inside a sandbox's workdir (autograd
 # Calls every op of the kit that runs a numba kernel, in both dtypes, to fill a numba cache:
 # three groups that share no kernel, compiled side by side (each kernel's cache index is written
 # by one process only)
+# What fills the grader's numba cache: every kernel of cnn_core._kernels for both dtypes, in
+# groups compiled by processes side by side (tests/test_grade.py checks that none is missed).
 WARM_UP = """
 import numpy as np
 from cnn_core import functional as f
@@ -91,7 +93,11 @@ WARM_UP_GROUPS = (
     f.conv2d_backward(out, cache)
     out, cache = f.conv1d_forward(x[:, :, 0], w[:, :, 0], b)
     f.conv1d_backward(out, cache)""",
-    "f.maxpool2d_backward(*f.maxpool2d_forward(x, 2))",
+    """x16, w16 = np.ones((1, 16, 4, 4), dt), np.ones((16, 16, 3, 3), dt)  # Winograd
+    f.conv2d_backward(*f.conv2d_forward(x16, w16, np.zeros(16, dt), padding=1))""",
+    """f.maxpool2d_backward(*f.maxpool2d_forward(x, 2))
+    f.maxpool2d_backward(*f.maxpool2d_forward(x, 3, 1))
+    f.relu_backward(*f.relu_forward(x))""",
     "f.avgpool2d_backward(*f.avgpool2d_forward(x, 2))",
 )
 # A sandbox runs as UID_BASE + the native id of the thread driving it: thread ids are unique on
