@@ -171,31 +171,34 @@ def maxpool2x2_forward(x, oh, ow):
     src = x.reshape(-1)
     out = np.empty(n * c * oh * ow, dtype=x.dtype)
     where = np.empty(n * c * oh * ow, dtype=np.uint8)
-    uw, uow, two = uint64(w), uint64(ow), uint64(2)
+    uw, uow, two, one = uint64(w), uint64(ow), uint64(2), uint64(1)
     for plane in range(uint64(n * c)):
         base = plane * uint64(h * w)
         o = plane * uint64(oh * ow)
         for y in range(uint64(oh)):
             top = base + two * y * uw
             bottom = top + uw
+            nans = False
             for z in range(uow):
-                # the comparisons of maxpool_forward in the same order, as selects; then the
-                # first NaN, if any, in place of the maximum (one pass of selects that LLVM
-                # vectorises for float64 too, where a NaN test in each comparison stopped it)
-                v0 = src[top + two * z]
-                v1 = src[top + two * z + uint64(1)]
-                v2 = src[bottom + two * z]
-                v3 = src[bottom + two * z + uint64(1)]
+                # the comparisons of maxpool_forward in the same order, as selects
+                v0, v1 = src[top + two * z], src[top + two * z + one]
+                v2, v3 = src[bottom + two * z], src[bottom + two * z + one]
                 best, at = v0, uint8(0)
                 best, at = (v1, uint8(1)) if v1 > best else (best, at)
                 best, at = (v2, uint8(2)) if v2 > best else (best, at)
                 best, at = (v3, uint8(3)) if v3 > best else (best, at)
-                best, at = (v3, uint8(3)) if v3 != v3 else (best, at)
-                best, at = (v2, uint8(2)) if v2 != v2 else (best, at)
-                best, at = (v1, uint8(1)) if v1 != v1 else (best, at)
-                best, at = (v0, uint8(0)) if v0 != v0 else (best, at)
                 out[o + z] = best
                 where[o + z] = at
+                nans |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+            if nans:  # rare: a window holding a NaN gives its first NaN instead (a NaN test
+                # in each comparison above kept LLVM from vectorising the loop on AVX2)
+                for z in range(uow):
+                    for k in range(4):
+                        v = src[(top if k < 2 else bottom) + two * z + uint64(k & 1)]
+                        if v != v:
+                            out[o + z] = v
+                            where[o + z] = uint8(k)
+                            break
             o += uow
     return out.reshape((n, c, oh, ow)), where.reshape((n, c, oh, ow))
 
