@@ -328,20 +328,31 @@ def _gid(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
+StaticFlags = list[FlagNote] | None  # a submission's static-check flags; None: not run yet
+
+
 def grade_submission(
-    setup: Setup, sub: Submission, workroot: Path, static: list[FlagNote] | None = None
+    setup: Setup,
+    sub: Submission,
+    workroot: Path,
+    static: StaticFlags | Callable[[], StaticFlags] = None,
 ) -> Outcome:
     """Grade one student's submission; never raises for anything the submission does.
-    `static`: its static checks' flags, when the caller has them already."""
+    `static`: its static checks' flags when the caller has them already, or a function that
+    returns them once they are ready (it is called after the first sandbox run, before anything
+    here parses or compiles Python: the caller's thread may be parsing meanwhile)."""
     if sub.status != "ok":
         return _not_graded(setup, sub, "invalid", sub.reason)
     books = [_read(setup, sub, name) for name in setup.notebooks]
-    flags = list(static) if static is not None else _static_flags(setup, books)
+    flags: list[FlagNote] = []
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
     isolation: dict[str, str] = {}
-    for book in books:
+    for index, book in enumerate(books):
         graded = _run_with_skips(setup, sub, book, workroot)
+        if index == 0:
+            known = static() if callable(static) else static
+            flags += list(known) if known is not None else _static_flags(setup, books)
         run = graded.run
         isolation |= run.isolation
         seconds, attempts = seconds + graded.seconds, attempts + graded.attempts
@@ -939,10 +950,11 @@ def _run_batch(
         total=len(todo), desc=f"grading {setup.assignment}", unit="sub", disable=not progress
     )
     with bar, _executor(workers, scheduler) as (submit, completed):
-        # CPython 3.11's parser is not thread-safe against other compiles (numba's generated
-        # code among them): the static checks of the whole batch run here, before any worker
-        static = {s.student_id: _static_before(setup, s) for s in todo}
-        tasks = [submit(grade_task, setup, s, static[s.student_id]) for s in todo]
+        if scheduler is None:
+            tasks = _submit_overlapped(submit, setup, todo)
+        else:  # a Dask worker gets its submission's flags with it
+            static = {s.student_id: _static_before(setup, s) for s in todo}
+            tasks = [submit(grade_task, setup, s, static[s.student_id]) for s in todo]
         for outcome in completed(tasks):
             if not unsafe_id_problem(outcome.student_id):  # its id cannot name a file
                 outcome.save(out / RESULTS)
@@ -977,6 +989,27 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[tuple[Callable, C
         )
 
 
+def _submit_overlapped(submit: Callable, setup: Setup, todo: list[Submission]) -> list:
+    """Submit every task to the local threads at once and run the batch's static checks here
+    while the sandboxes run; a task waits for them only before it scores its first notebook.
+    CPython 3.11's parser is not thread-safe against other compiles (numba's generated code
+    among them): no task parses or compiles before the static checks are done."""
+    flags: dict[str, StaticFlags] = {}
+    done = threading.Event()
+
+    def ready(student_id: str) -> StaticFlags:
+        done.wait()
+        return flags.get(student_id)
+
+    tasks = [submit(grade_task, setup, s, functools.partial(ready, s.student_id)) for s in todo]
+    try:
+        for s in todo:
+            flags[s.student_id] = _static_before(setup, s)
+    finally:
+        done.set()
+    return tasks
+
+
 def _static_before(setup: Setup, sub: Submission) -> list[FlagNote] | None:
     """The static checks' flags of `sub`, or None (its task then runs them) when it cannot be
     read here."""
@@ -988,7 +1021,9 @@ def _static_before(setup: Setup, sub: Submission) -> list[FlagNote] | None:
         return None
 
 
-def grade_task(setup: Setup, sub: Submission, static: list[FlagNote] | None = None) -> Outcome:
+def grade_task(
+    setup: Setup, sub: Submission, static: StaticFlags | Callable[[], StaticFlags] = None
+) -> Outcome:
     """Grade one submission wherever this runs (a local thread or a Dask worker), in a fresh
     work folder of its own; a failure of the grader itself becomes a "crashed" row."""
     workroot = Path(tempfile.mkdtemp(prefix="cnnkit-grade-"))

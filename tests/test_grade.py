@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import nbformat
@@ -69,6 +72,40 @@ def test_the_numba_warm_up_compiles_every_kernel_for_both_dtypes():
                 assert {"float32", "float64"} <= kinds, f"{name} warmed for {kinds} only"
     """)
     subprocess.run([sys.executable, "-c", warm_up + check], check=True, timeout=300)
+
+
+def test_sandboxes_start_while_the_static_checks_run_and_score_only_after_them(monkeypatch):
+    """The static checks of a batch no longer hold up its first sandbox runs, and no task scores
+    (parses or compiles Python) while they run: CPython 3.11's parser is not thread-safe."""
+    events, lock, started = [], threading.Lock(), threading.Event()
+
+    def log(*event):
+        with lock:
+            events.append(event)
+
+    def static(setup, sub):
+        if sub.student_id == "s4":  # the last: hold it until a sandbox run has begun
+            assert started.wait(10)
+        log("static", sub.student_id)
+        return [f"flags of {sub.student_id}"]
+
+    def task(setup, sub, flags):
+        log("run", sub.student_id)
+        started.set()
+        log("scored", sub.student_id, flags())
+        return sub.student_id
+
+    monkeypatch.setattr(grading, "_static_before", static)
+    monkeypatch.setattr(grading, "grade_task", task)
+    todo = [SimpleNamespace(student_id=f"s{i}") for i in range(1, 5)]
+    with ThreadPoolExecutor(2) as pool:
+        tasks = grading._submit_overlapped(pool.submit, None, todo)
+        assert [t.result(timeout=10) for t in tasks] == ["s1", "s2", "s3", "s4"]
+    last_static = events.index(("static", "s4"))
+    assert any(e[0] == "run" for e in events[:last_static])
+    scored = [e for e in events if e[0] == "scored"]
+    assert all(events.index(e) > last_static for e in scored)
+    assert sorted(scored) == [("scored", f"s{i}", [f"flags of s{i}"]) for i in range(1, 5)]
 
 
 def test_every_student_has_one_row_with_the_expected_status_and_flags(graded):
