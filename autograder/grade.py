@@ -76,11 +76,9 @@ LOCK = ".cnnkit-grade.lock"  # in the course folder, held while grading
 MB = 2**20
 MIN_FREE_MB = 200  # free space the output folder needs before grading starts
 NUMBA_CACHE = Path(".home/.cache/numba")  # inside a sandbox's workdir (autograder.sandbox)
-# Calls every op of the kit that runs a numba kernel, in both dtypes, to fill a numba cache:
-# three groups that share no kernel, compiled side by side (each kernel's cache index is written
-# by one process only)
 # What fills the grader's numba cache: every kernel of cnn_core._kernels for both dtypes, in
-# groups compiled by processes side by side (tests/test_grade.py checks that none is missed).
+# groups that share no kernel, compiled by processes side by side (each kernel's cache index is
+# written by one process only; tests/test_grade.py checks that none is missed).
 WARM_UP = """
 import numpy as np
 from cnn_core import functional as f

@@ -184,8 +184,8 @@ def _run(
         if cell.cell_type != "code":
             continue
         if not meta.get("grade"):
-            if _error(cell):
-                found.raised.append((_cell_name(copy, [index]), _error(cell)))
+            if error := _error(cell):
+                found.raised.append((_cell_name(copy, [index]), error))
             continue
         gid = meta.get("grade_id", "?")
         if gid in skip:

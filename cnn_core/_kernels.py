@@ -333,6 +333,14 @@ def avgpool_backward(dout, kh, kw, sh, sw, h, w):
 # order, before numba is loaded, and gets the same bits.
 
 
+@njit(inline="always")
+def _column(t, j, cs):
+    """Flat indices of components j, 4 + j, 8 + j and 12 + j (column j of the 4x4) of the tile
+    whose first entry is at t, components lying cs apart."""
+    q0 = uint64(j) * cs + t
+    return q0, q0 + uint64(4) * cs, q0 + uint64(8) * cs, q0 + uint64(12) * cs
+
+
 @njit(**_JIT)
 def winograd_input(xh, th, tw, v, cs, ld, tmp):
     """V = B^T d B for the 4x4 patch d at (2*ty, 2*tx) of each tile of xh (B, Hp, Wp, C), into the
@@ -386,16 +394,14 @@ def winograd_output(m, cs, ld, th, tw, bias, outh, tmp):
     dst = outh.reshape(-1)
     uf, ucs, uld = uint64(f), uint64(cs), uint64(ld)
     row = uint64(2 * tw * f)
-    two, four, eight = uint64(2), uint64(4), uint64(8)
+    two = uint64(2)
     for b in range(nb):
         for ty in range(th):
             for tx in range(tw):
                 t = uint64((b * th + ty) * tw + tx) * uld
                 # A^T M: sums s_j = M_0j + M_1j + M_2j and differences e_j = M_1j - M_2j - M_3j
                 for j in range(4):
-                    q0 = uint64(j) * ucs + t
-                    q1 = q0 + four * ucs
-                    q2, q3 = q1 + four * ucs, q1 + eight * ucs
+                    q0, q1, q2, q3 = _column(t, j, ucs)
                     s, e = uint64(j) * uf, uint64(4 + j) * uf
                     for fi in range(uf):
                         tmp[s + fi] = m[q0 + fi] + m[q1 + fi] + m[q2 + fi]
@@ -468,16 +474,14 @@ def winograd_input_adjoint(dv, cs, ld, th, tw, dxh, tmp):
     dst[:] = 0
     uc, ucs, uld = uint64(c), uint64(cs), uint64(ld)
     row, quad = uint64(wp * c), uint64(4 * c)
-    two, three, four, eight = uint64(2), uint64(3), uint64(4), uint64(8)
+    two, three = uint64(2), uint64(3)
     for b in range(nb):
         for ty in range(th):
             for tx in range(tw):
                 # B dV: rows V_0, V_1 - V_2 + V_3, V_1 + V_2 - V_0, -V_3, stored as 4 rows of 4C
                 t = uint64((b * th + ty) * tw + tx) * uld
                 for j in range(4):
-                    q0 = uint64(j) * ucs + t
-                    q1 = q0 + four * ucs
-                    q2, q3 = q1 + four * ucs, q1 + eight * ucs
+                    q0, q1, q2, q3 = _column(t, j, ucs)
                     a = uint64(j) * uc
                     for ci in range(uc):
                         tmp[a + ci] = dv[q0 + ci]

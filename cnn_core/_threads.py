@@ -232,7 +232,7 @@ def map_chunks(job: Callable[[int, int], T], n: int, per: int) -> list[T]:
                 return _share(job, bounds, workers)
             finally:
                 _parallel.release()
-    elif len(bounds) > 1:
+    if len(bounds) > 1 and held is None:
         blas = _blas()
         workers = min(len(bounds), _blas_threads(blas), _CORES)
         if workers > 1:

@@ -120,10 +120,13 @@ def _chunk_images(cache: ConvCache) -> int:
     """Images per chunk for this convolution (at least one)."""
     _, c, kh, kw = cache.w.shape
     _, _, oh, ow = cache.out_shape
+    return _images_within(cache, c * kh * kw * oh * ow * cache.xpad.itemsize)
+
+
+def _images_within(cache: ConvCache, per_image: int) -> int:
+    """Images per chunk when each takes `per_image` bytes of the chunk budget, evened out."""
     budget = _CHUNK_BYTES or _threads.core_cache_bytes()
-    return _balanced(
-        cache.x_shape[0], budget // max(1, c * kh * kw * oh * ow * cache.xpad.itemsize)
-    )
+    return _balanced(cache.x_shape[0], budget // max(1, per_image))
 
 
 def _balanced(n: int, most: int) -> int:
@@ -258,9 +261,8 @@ def _winograd(c: int, f: int, kernel: tuple[int, ...], stride: tuple[int, int]) 
     return tuple(kernel) == (3, 3) and stride == (1, 1) and min(c, f) >= _WINOGRAD_CHANNELS
 
 
-def _tiles(cache: ConvCache) -> tuple[int, int]:
+def _tiles(oh: int, ow: int) -> tuple[int, int]:
     """Tile rows and columns: 2x2 output blocks covering (OH, OW)."""
-    _, _, oh, ow = cache.out_shape
     return (oh + 1) // 2, (ow + 1) // 2
 
 
@@ -268,9 +270,8 @@ def _winograd_images(cache: ConvCache) -> int:
     """Images per chunk: the larger of a chunk's transformed input and output (16 components of
     (tiles, C) or (tiles, F)) within the core's cache, as im2col's columns."""
     f, c = cache.w.shape[:2]
-    th, tw = _tiles(cache)
-    per_image = 16 * max(c, f) * th * tw * cache.xpad.itemsize
-    return _balanced(cache.x_shape[0], (_CHUNK_BYTES or _threads.core_cache_bytes()) // per_image)
+    th, tw = _tiles(*cache.out_shape[2:])
+    return _images_within(cache, 16 * max(c, f) * th * tw * cache.xpad.itemsize)
 
 
 def _components(name: str, tiles: int, cols: int, dtype) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -320,7 +321,7 @@ def _winograd_forward(xh: np.ndarray, ut: np.ndarray, b: np.ndarray, out: np.nda
     U^T (16, C, F)."""
     nb, _, _, c = xh.shape
     f, oh, ow = out.shape[1:]
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
+    th, tw = _tiles(oh, ow)
     tiles = nb * th * tw
     v, v3, ld_v, cs_v = _components("winograd_v", tiles, c, xh.dtype)
     m, m3, ld_m, cs_m = _components("winograd_m", tiles, f, xh.dtype)
@@ -358,7 +359,7 @@ def _winograd_backward(dout: np.ndarray, cache: ConvCache, dx: np.ndarray | None
     n, f, oh, ow = cache.out_shape
     c = cache.w.shape[1]
     (ph, pw), (_, _, h, wd) = cache.padding, cache.x_shape
-    th, tw = _tiles(cache)
+    th, tw = _tiles(oh, ow)
     u = _winograd_filter(cache.w)
     kernels = _kernels()
 

@@ -25,13 +25,17 @@ def write(tmp_path, nb) -> str:
     return str(path)
 
 
+def answered() -> nbformat.NotebookNode:
+    """The release of a1 filled with the answers of a notebook a student wrote on their own."""
+    return filled(next(iter(independent(A1).values())), released())
+
+
 def cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def test_a_completed_notebook_passes_and_nothing_would_be_flagged(tmp_path, capsys):
-    answers = next(iter(independent(A1).values()))
-    assert main(["validate", write(tmp_path, filled(answers, released()))]) == 0
+    assert main(["validate", write(tmp_path, answered())]) == 0
     out = capsys.readouterr().out
     assert "Nothing the grader would flag." in out
     assert "Visible tests: 16 of 16 pass." in out
@@ -51,8 +55,7 @@ def test_the_release_lists_each_failing_test_with_its_error(tmp_path, capsys):
 def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
     """An answer cell emptied after a good run leaves the cells that use it raising: the
     student hears which, though every visible test may still pass on earlier results."""
-    answers = next(iter(independent(A1).values()))
-    nb = filled(answers, released())
+    nb = answered()
     figure = cell(nb, "fig_im2col")
     figure.source = "raise RuntimeError('the figure broke')\n" + figure.source
     assert main(["validate", write(tmp_path, nb)]) == 1
@@ -62,8 +65,7 @@ def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
 
 
 def test_what_the_grader_would_flag_is_named_before_submitting(tmp_path, capsys):
-    answers = next(iter(independent(A1).values()))
-    nb = filled(answers, released())
+    nb = answered()
     test = cell(nb, "test_conv1d")
     test.source = "pass"
     conv = cell(nb, "conv2d_forward")
@@ -93,8 +95,7 @@ def test_a_notebook_that_cannot_be_validated_says_why(tmp_path, capsys, name, co
 
 
 def test_a_cell_that_hangs_is_named_and_would_be_flagged(tmp_path, capsys):
-    answers = next(iter(independent(A1).values()))
-    nb = filled(answers, released())
+    nb = answered()
     nb.cells.insert(5, nbformat.v4.new_code_cell("while True:\n    pass"))
     assert main(["validate", write(tmp_path, nb), "--timeout", "3"]) == 1
     captured = capsys.readouterr()
