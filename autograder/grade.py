@@ -26,7 +26,6 @@ each student's feedback in the course's feedback/ folder for `nbgrader release_f
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import functools
@@ -34,8 +33,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -60,6 +57,7 @@ from autograder.gradebook import (
     strip_hidden_tests_from_feedback,
     update_gradebook,
 )
+from autograder.kernel_cache import kernel_cache, seed
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
 from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
@@ -75,29 +73,6 @@ RESULTS = "results"  # folder of per-student records under the output folder
 LOCK = ".cnnkit-grade.lock"  # in the course folder, held while grading
 MB = 2**20
 MIN_FREE_MB = 200  # free space the output folder needs before grading starts
-NUMBA_CACHE = Path(".home/.cache/numba")  # inside a sandbox's workdir (autograder.sandbox)
-# What fills the grader's numba cache: every kernel of cnn_core._kernels for both dtypes, in
-# groups that share no kernel, compiled by processes side by side (each kernel's cache index is
-# written by one process only; tests/test_grade.py checks that none is missed).
-WARM_UP = """
-import numpy as np
-from cnn_core import functional as f
-for dt in (np.float32, np.float64):
-    x, w, b = np.ones((1, 2, 6, 6), dt), np.ones((2, 2, 3, 3), dt), np.zeros(2, dt)
-    {}
-"""
-WARM_UP_GROUPS = (
-    """out, cache = f.conv2d_forward(x, w, b, padding=1)
-    f.conv2d_backward(out, cache)
-    out, cache = f.conv1d_forward(x[:, :, 0], w[:, :, 0], b)
-    f.conv1d_backward(out, cache)""",
-    """x16, w16 = np.ones((1, 16, 4, 4), dt), np.ones((16, 16, 3, 3), dt)  # Winograd
-    f.conv2d_backward(*f.conv2d_forward(x16, w16, np.zeros(16, dt), padding=1))""",
-    """f.maxpool2d_backward(*f.maxpool2d_forward(x, 2))
-    f.maxpool2d_backward(*f.maxpool2d_forward(x, 3, 1))
-    f.relu_backward(*f.relu_forward(x))""",
-    "f.avgpool2d_backward(*f.avgpool2d_forward(x, 2))",
-)
 # A sandbox runs as UID_BASE + the native id of the thread driving it: thread ids are unique on
 # a host at any moment, so concurrent sandboxes (threads here, or Dask workers) never share a uid.
 UID_BASE = 200_000
@@ -106,7 +81,6 @@ VOIDING = ("reference-use", "forbidden-library", "tampered")
 # CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch"):
 # the worker threads take turns at the static checks.
 _AST_LOCK = threading.Lock()
-_TEMPLATE_LOCK = threading.Lock()
 STATUS_OF_RUN = {"ok": "graded", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
 MAX_SKIPS = 3  # cells of one notebook that may be skipped for hanging or ending the kernel
 MIN_RUN_SECONDS = 5.0  # a run again after a skip needs at least this much of the time limit
@@ -588,8 +562,9 @@ def _run_once(
         private.mkdir(mode=0o700, exist_ok=True)
         path = private / name
         nbformat.write(nb, path)
-        start_server()  # its imports overlap with the copying below
-        _seed_numba_cache(workdir)
+        cache = kernel_cache()
+        if not start_server(cache) and cache is not None:  # runs start without kernels
+            seed(workdir, cache)
         return run_notebook(
             path,
             workdir,
@@ -600,53 +575,6 @@ def _run_once(
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _seed_numba_cache(workdir: Path) -> None:
-    """Give the submission a copy of a numba cache the grader compiled, so that the kit's
-    kernels load in its kernel instead of compiling (about 1.5 s per submission). A copy per
-    submission: what a student's code writes into its cache reaches no one else."""
-    with _TEMPLATE_LOCK:  # one compilation, however many workers ask at once
-        template = _numba_template()
-    if template is not None:
-        shutil.copytree(template, workdir / NUMBA_CACHE, dirs_exist_ok=True)
-
-
-@functools.cache
-def _numba_template() -> Path | None:
-    """A numba cache holding the kit's kernels for both dtypes, filled once per grader process
-    by a child process; None if that fails (each submission then compiles its own). It lives
-    in the grader's cache folder, where numba keeps what is still current from earlier runs
-    (it checks each kernel's source), so a later batch only loads it."""
-    folder = _cache_folder() / "numba"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUMBA_CACHE_DIR": str(folder)}
-    commands = [[sys.executable, "-I", "-c", WARM_UP.format(group)] for group in WARM_UP_GROUPS]
-    with ThreadPoolExecutor(len(commands)) as pool:
-        runs = pool.map(functools.partial(_warm_up, env), commands)
-        return folder if all(runs) else None
-
-
-def _warm_up(env: dict[str, str], command: list[str]) -> bool:
-    """Run one warm-up command; True if it succeeded."""
-    try:
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
-    except (subprocess.SubprocessError, OSError):
-        return False
-    return True
-
-
-def _cache_folder() -> Path:
-    """$XDG_CACHE_HOME/cnnkit (~/.cache/cnnkit) if it can be written, else a temporary folder
-    removed when the grader exits."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    folder = Path(base) / "cnnkit"
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK | os.X_OK):
-            return folder
-    folder = Path(tempfile.mkdtemp(prefix="cnnkit-cache-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
 
 
 def _leave_out(folder: Path, specs: tuple[curves.CurveSpec, ...]):

@@ -17,9 +17,10 @@ What is measured:
 - Where one full-marks submission's time goes in cnnkit's sandbox, from sandbox runs made one at
   a time after the batches (fastest of REPEAT each), in work folders prepared as grading prepares
   them: a one-cell notebook (sandbox and kernel start-up and shut-down), the graded notebook
-  without and with the output checks' harvest cell, and the graded notebook with an empty numba
-  cache and again with the cache that run compiled (numba compilation). The cell timestamps
-  nbclient records split each run too.
+  without and with the output checks' harvest cell (the sandbox server holding the kit's numba
+  kernels, as grading starts it), and the graded notebook from a server without them, its work
+  folder's numba cache a copy of the grader's (each run loads the kernels it calls) or empty
+  (each run compiles them). The cell timestamps nbclient records split each run too.
 
     python benchmarks/bench_grading.py [--students 40] [--workers N] [--keep DIR] [--quick]
 
@@ -47,11 +48,11 @@ import nbformat
 import nbgrader
 from nbgrader.api import Gradebook
 
-from autograder import grade as grading
 from autograder.grade import UID_BASE, assemble, cell_timeout, grade
+from autograder.kernel_cache import kernel_cache, seed
 from autograder.outputs import harvest_cell
 from autograder.release import SOLUTIONS, release
-from autograder.sandbox import Limits, run_notebook
+from autograder.sandbox import Limits, run_notebook, start_server
 from autograder.synthetic import answer_key, filled
 from autograder.synthetic import make_class as synthetic_class
 from cnn_core.grading import STUDENT_ENV
@@ -62,9 +63,6 @@ SLOW_SECONDS = 3
 TIMEOUT = 600.0  # seconds per notebook, for both graders: generous, nothing here should hit it
 REPEAT = 3  # sandbox runs per measurement of the breakdown; the fastest is kept
 TARGET = 3.0  # cnnkit grade's throughput over nbgrader's, on 2 cores
-NUMBA_CACHE = Path(".home/.cache/numba")  # in a sandbox's work folder (autograder.sandbox)
-# How grading fills a new work folder's numba cache before the run, if it does.
-SEED_NUMBA = getattr(grading, "_seed_numba_cache", None)
 # Share of the class of each kind but "correct" (at least one each); the rest are correct.
 SHARES = {"half-done": 0.1, "wrong-answer": 0.1, "slow": 0.1}
 # Edits that make a correct submission wrong: (solution grade_id, right text, wrong text).
@@ -267,12 +265,12 @@ def _at(stamp: dict, key: str) -> float:
 # --------------------------------------------------------------------------- one submission
 
 
-def workdir_for(folder: Path, workdir: Path, seed: bool) -> Path:
+def workdir_for(folder: Path, workdir: Path, seeded: bool) -> Path:
     """A new work folder holding a copy of the student's folder, as grading prepares one; with
-    `seed`, its numba cache seeded the way grading seeds it, when grading does."""
+    `seeded`, its numba cache a copy of the grader's kernel cache."""
     shutil.copytree(folder, workdir)
-    if seed and SEED_NUMBA is not None:
-        SEED_NUMBA(workdir)
+    if seeded:
+        seed(workdir, kernel_cache())
     return workdir
 
 
@@ -326,13 +324,13 @@ def breakdown(course: Path, subs: Path, student: str, scratch: Path) -> dict:
     hide = (course, SOLUTIONS.resolve(), subs)
     scratch.mkdir(mode=0o711)
 
-    def fastest(notebook, name: str, seed: bool = True, reuse: str | None = None):
-        """The fastest of REPEAT runs, each in a new work folder, or all in folder `reuse`."""
+    def fastest(notebook, name: str, kernels: bool = True, seeded: bool = False):
+        """The fastest of REPEAT runs, each in a new work folder, from a server holding the
+        kit's kernels (as grading starts it) or not."""
+        start_server(kernel_cache() if kernels else None)
         runs = []
         for i in range(REPEAT):
-            workdir = (
-                scratch / reuse if reuse else workdir_for(folder, scratch / f"{name}-{i}", seed)
-            )
+            workdir = workdir_for(folder, scratch / f"{name}-{i}", seeded)
             runs.append(sandbox_run(notebook, workdir, hide, student))
         return min(runs, key=_first)
 
@@ -341,18 +339,14 @@ def breakdown(course: Path, subs: Path, student: str, scratch: Path) -> dict:
         "trivial": fastest(trivial, "trivial"),
         "no-harvest": fastest(nb, "no-harvest"),
         "graded": fastest(harvested, "graded"),
-        "cold-numba": fastest(harvested, "cold-numba", seed=False),
-        # a folder of the previous runs again: its numba cache now holds what they compiled
-        "warm-numba": fastest(harvested, "warm-numba", reuse="cold-numba-0"),
+        "loaded-per-run": fastest(harvested, "loaded-per-run", kernels=False, seeded=True),
+        "compiled-per-run": fastest(harvested, "compiled-per-run", kernels=False),
     }
-    numba = scratch / "cold-numba-0" / NUMBA_CACHE
-    compiled = sum(1 for p in numba.rglob("*") if p.is_file()) if numba.is_dir() else 0
     return {
         "seconds": {k: v[0] for k, v in runs.items()},
         "stamps": {
             k: cell_times(v[1], v[2], k not in ("trivial", "no-harvest")) for k, v in runs.items()
         },
-        "numba_files": compiled,
         "others": others_cores(before),
     }
 
@@ -510,20 +504,22 @@ def print_breakdown(batch, wall: float, workers: int, b: dict) -> None:
         ("trivial", "one-cell notebook ('pass')"),
         ("no-harvest", "graded notebook without the harvest cell"),
         ("graded", "graded notebook + harvest cell (as graded)"),
-        ("cold-numba", "the same, numba cache left empty"),
-        ("warm-numba", "the same again in a folder of (4), its numba cache kept"),
+        ("loaded-per-run", "the same, server without the kernels, numba cache seeded"),
+        ("compiled-per-run", "the same, server without the kernels, numba cache empty"),
     ]
     for i, (key, label) in enumerate(rows, 1):
         print(f"  ({i}) {label:<58}{s[key]:>7.2f} s")
-    seeded = "seeded as grading seeds it" if SEED_NUMBA else "empty: grading does not seed it"
-    print(f"  (1)-(3): a new work folder as grading prepares it, numba cache {seeded}")
+    print(
+        "  (1)-(3): a new work folder as grading prepares it, run by a sandbox server that has "
+        "loaded the kit's numba kernels"
+    )
     print("  differences (of separate runs: noisy when the machine is busy):")
     diffs = [
         ("sandbox + kernel start-up and shut-down = (1)", s["trivial"]),
         ("the notebook's own cells = (2) - (1)", s["no-harvest"] - s["trivial"]),
         ("the harvest cell = (3) - (2)", s["graded"] - s["no-harvest"]),
-        ("numba compilation of the kit's kernels = (4) - (5)", s["cold-numba"] - s["warm-numba"]),
-        ("of which a graded submission pays = (3) - (5)", s["graded"] - s["warm-numba"]),
+        ("loading the kit's kernels in each run = (4) - (3)", s["loaded-per-run"] - s["graded"]),
+        ("compiling them in each run = (5) - (3)", s["compiled-per-run"] - s["graded"]),
     ]
     for label, value in diffs:
         print(f"      {label:<56}{value:>7.2f} s")
@@ -539,7 +535,6 @@ def print_breakdown(batch, wall: float, workers: int, b: dict) -> None:
         "      (start-up: the call to the first cell's start; cells: to the last own cell's end; "
         "after last: kernel shut-down, the notebook piped back and parsed)"
     )
-    print(f"  numba cache files written by a run (4): {b['numba_files']}")
     print(f"  other processes' CPU use during these runs: {b['others']:.2f} cores")
 
 

@@ -9,9 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,21 +54,6 @@ def outcome(batch, student):
 def feedback_page(batch, student: str) -> str:
     """The student's feedback page, where nbgrader release_feedback takes it from."""
     return (batch.setup.course / "feedback" / student / A1 / f"{A1}.html").read_text()
-
-
-def test_the_numba_warm_up_compiles_every_kernel_for_both_dtypes():
-    """The grader's numba cache holds every kernel, so that no submission compiles one (a kernel
-    left out costs each submission that meets it about a second)."""
-    warm_up = "".join(grading.WARM_UP.format(group) for group in grading.WARM_UP_GROUPS)
-    check = textwrap.dedent("""
-        from numba.core.registry import CPUDispatcher
-        from cnn_core import _kernels
-        for name, kernel in vars(_kernels).items():
-            if isinstance(kernel, CPUDispatcher) and not name.startswith("_"):
-                kinds = {str(signature[0].dtype) for signature in kernel.signatures}
-                assert {"float32", "float64"} <= kinds, f"{name} warmed for {kinds} only"
-    """)
-    subprocess.run([sys.executable, "-c", warm_up + check], check=True, timeout=300)
 
 
 def test_sandboxes_start_while_the_static_checks_run_and_score_only_after_them(monkeypatch):

@@ -2,7 +2,8 @@
 one fork per notebook run, which enters its namespaces and drops its privileges itself.
 
 autograder.sandbox starts this file (`python -I -B`, as root) with one end of a Unix socket
-pair and the grader's pid as its arguments and talks to it one run at a time:
+pair and the grader's pid as its arguments (and `--kernels`: load cnn_core's numba kernels
+once for every run, `_load_kernels`) and talks to it one run at a time:
 
 - the grader sends a message with three descriptors: the run's stdin, stdout and stderr;
 - the server forks the run's top process and answers with its pid, then with its exit code
@@ -69,9 +70,9 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8  # from <linux/mount.h>
 CAPABILITY_VERSION_3 = 0x20080522  # from <linux/capability.h>
 CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-# What notebooks import at once, loaded here once instead of in every run. numba is imported
-# but not cnn_core: a module that compiles with cache=True fixes its cache folder when it is
-# imported, and each run has its own. Each is optional.
+# What notebooks import at once, loaded here once instead of in every run. Each is optional.
+# cnn_core only with --kernels (`_load_kernels`): a module that compiles with cache=True fixes
+# its cache folder when it is imported, and the server's must be the grader's kernel cache.
 PRELOAD = (
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
@@ -88,6 +89,8 @@ def main() -> None:
     server = socket.socket(fileno=int(sys.argv[1]))
     _die_with(int(sys.argv[2]))
     _preload()
+    if "--kernels" in sys.argv[3:]:
+        _load_kernels()
     top = None
     while True:
         try:
@@ -119,6 +122,24 @@ def _preload() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
+
+
+def _load_kernels() -> None:
+    """cnn_core's numba kernels, loaded from the cache folder in $NUMBA_CACHE_DIR (or compiled,
+    if they are not there) and detached from it: each run finds them ready, and one that
+    compiles a new signature keeps it in memory, never writing to that folder. Each run has
+    the same cnn_core, as it was before any student code ran."""
+    try:
+        from cnn_core import _warm_up
+    except Exception as exc:  # the runs import cnn_core themselves, as without --kernels
+        print(f"cnn_core not loaded: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    try:
+        _warm_up.compile_kernels()
+    except Exception as exc:  # a kernel not loaded here is compiled by the run that calls it
+        print(f"cnn_core's kernels not all loaded: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        _warm_up.stop_caching()
 
 
 def _arm_death_signal() -> None:

@@ -625,16 +625,18 @@ class _Server:
     """The forking server (autograder/sandbox/forkserver.py) of the thread that started it: the
     runner's and kernel's modules imported once, one fork per run. It dies with that thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernels: Path | None) -> None:
         mine, theirs = socket.socketpair()
+        self.kernels = kernels
         self.log = tempfile.TemporaryFile()  # its own stderr, to say why it ended
+        command = [sys.executable, "-I", "-B", str(SERVER), str(theirs.fileno()), str(os.getpid())]
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(SERVER), str(theirs.fileno()), str(os.getpid())],
+            command + (["--kernels"] if kernels else []),
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
-            env=_server_environment(),
+            env=_server_environment(kernels),
             start_new_session=True,
         )
         theirs.close()
@@ -703,18 +705,25 @@ _servers = threading.local()
 
 
 def _server() -> _Server:
-    """This thread's forking server, started on first use (or again, if it has died)."""
+    """This thread's forking server, started on first use (or again, if it has died or loaded
+    other kernels than start_server last asked for)."""
+    kernels = getattr(_servers, "kernels", None)
     server = getattr(_servers, "server", None)
-    if server is None or not server.alive():
-        server = _servers.server = _Server()
+    if server is None or not server.alive() or server.kernels != kernels:
+        server = _servers.server = _Server(kernels)
     return server
 
 
-def start_server() -> None:
+def start_server(kernels: Path | None = None) -> bool:
     """Start this thread's forking server now, if runs with a uid will use one here, so that
-    its imports (about 1.5 s) overlap with the caller's own preparation of the first run."""
-    if _namespace_problem() is None:
-        _server()
+    its imports (about 1.5 s) overlap with the caller's own preparation of the first run.
+    `kernels`: a numba cache folder holding cnn_core's kernels (autograder.kernel_cache), which
+    the server then loads once for all its runs. True when runs here come from the server."""
+    _servers.kernels = kernels
+    if _namespace_problem() is not None:
+        return False
+    _server()
+    return True
 
 
 def _spawn() -> _Spawned:
@@ -722,7 +731,7 @@ def _spawn() -> _Spawned:
     try:
         return _server().spawn()
     except (OSError, RuntimeError):
-        _servers.server = _Server()
+        _servers.server = _Server(getattr(_servers, "kernels", None))
         return _servers.server.spawn()
 
 
@@ -736,12 +745,13 @@ def _server_home() -> Path:
     return home
 
 
-def _server_environment() -> dict[str, str]:
-    """The server's environment: a run's, with the server's own folder for the per-user ones.
-    Each run replaces it with its own before it does anything else."""
+def _server_environment(kernels: Path | None) -> dict[str, str]:
+    """The server's environment: a run's, with the server's own folder for the per-user ones
+    and numba's cache at `kernels`, if given. Each run replaces it with its own before it does
+    anything else."""
     home = _server_home()
     env = _base_environment() | {"HOME": str(home), "MPLCONFIGDIR": str(home)}
-    return env | {"NUMBA_CACHE_DIR": str(home / "numba")}
+    return env | {"NUMBA_CACHE_DIR": str(kernels or home / "numba")}
 
 
 # --------------------------------------------------------------------------- talking, killing
