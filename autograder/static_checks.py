@@ -34,9 +34,11 @@ does not have, and say what was found in the student's own code: never the code 
 from __future__ import annotations
 
 import ast
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from nbformat import NotebookNode
 from nbgrader.utils import compute_checksum
@@ -224,8 +226,10 @@ def _student_code(
 # --- code ----------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)  # each cell twice, and the release's cells in every notebook
 def _parse(source: str) -> ast.Module | None:
-    """The AST of a cell with its magic and shell lines replaced by `pass`, or None."""
+    """The AST of a cell with its magic and shell lines replaced by `pass`, or None. Shared
+    between callers: read it, never change it."""
     try:
         return ast.parse(MAGIC.sub(r"\1pass", source))
     except (SyntaxError, ValueError):
@@ -281,10 +285,12 @@ SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 def _walk_scope(nodes: list[ast.AST]) -> Iterator[ast.AST]:
     """The nodes of `nodes` and below, in order, without entering a nested function or class."""
-    for node in nodes:
+    stack = nodes[::-1]  # a stack rather than recursion: every node of every cell comes here
+    while stack:
+        node = stack.pop()
         yield node
         if not isinstance(node, SCOPES):
-            yield from _walk_scope(list(ast.iter_child_nodes(node)))
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
 def _aliases(cells: list[NotebookNode]) -> dict[str, str]:
@@ -433,18 +439,24 @@ def _is_getattr(node: ast.Call) -> bool:
 # --- patches ---------------------------------------------------------------------------------
 
 
-def _protected(released: NotebookNode) -> dict[str, set[str]]:
+def _protected(released: NotebookNode) -> Mapping[str, frozenset[str]]:
     """The names that the release's locked cells import at module scope, each with the dotted
     paths it is imported as: the names its tests, visible and hidden, rely on."""
+    locked = [c.source for c in released.cells if c.cell_type == "code" and _meta(c).get("locked")]
+    return _imported(tuple(locked))
+
+
+@functools.lru_cache(maxsize=64)  # the same release for every student of a batch
+def _imported(sources: tuple[str, ...]) -> Mapping[str, frozenset[str]]:
+    """{name: the dotted paths it is imported as} at module scope of the cells `sources`."""
     protected: dict[str, set[str]] = {}
-    for cell in released.cells:
-        locked = cell.cell_type == "code" and _meta(cell).get("locked")
-        tree = _parse(cell.source) if locked else None
+    for source in sources:
+        tree = _parse(source)
         for node in _walk_scope(tree.body) if tree else ():
             if isinstance(node, ast.Import | ast.ImportFrom):
                 for name, path in _import_bindings(node):
                     protected.setdefault(name, set()).update({path} - {None})
-    return protected
+    return MappingProxyType({name: frozenset(paths) for name, paths in protected.items()})
 
 
 def _rebind(name: str) -> str:
@@ -519,7 +531,7 @@ class _Patches(_Scoped):
     """Collects how a cell's code changes what the tests share with it in the kernel: modules and
     what they hold (builtins included), and, through globals(), the `protected` names."""
 
-    def __init__(self, aliases: dict[str, str], protected: dict[str, set[str]]) -> None:
+    def __init__(self, aliases: dict[str, str], protected: Mapping[str, frozenset[str]]) -> None:
         self.aliases, self.protected = aliases, protected
         self.found: list[str] = []
 
@@ -620,7 +632,7 @@ def _declared_global(body: list[ast.stmt]) -> set[str]:
 
 
 def _rebinds(
-    tree: ast.Module, aliases: dict[str, str], protected: dict[str, set[str]]
+    tree: ast.Module, aliases: dict[str, str], protected: Mapping[str, frozenset[str]]
 ) -> Iterator[str]:
     """A finding for each `protected` name that the cell binds in the notebook's global scope to
     anything but what the release imports it as: at module scope, or in a function that declares
@@ -636,7 +648,7 @@ def _rebinds(
 
 
 def _patches(
-    tree: ast.Module, aliases: dict[str, str], protected: dict[str, set[str]]
+    tree: ast.Module, aliases: dict[str, str], protected: Mapping[str, frozenset[str]]
 ) -> list[str]:
     """The findings of a cell's code that changes what the tests share with it in the kernel."""
     visitor = _Patches(aliases, protected)
@@ -654,7 +666,7 @@ WHY = {
 def _code_flags(
     source: str,
     aliases: dict[str, str],
-    protected: dict[str, set[str]],
+    protected: Mapping[str, frozenset[str]],
     rules: Policy,
     label: str,
     cell_id: str | None,
