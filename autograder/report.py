@@ -435,12 +435,13 @@ def _student_folder(folder: Path, outcome: Outcome) -> Path:
     return folder / outcome.student_id
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write `text` as UTF-8 to `path` through a temporary file, so a reader never sees half."""
+def write_atomic(path: Path, text: str | bytes) -> Path:
+    """Write `text` (as UTF-8 if a str) to `path` through a temporary file, so a reader never
+    sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(text.encode("utf-8"))
+        tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

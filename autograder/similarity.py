@@ -35,12 +35,17 @@ report, never into the students' feedback.
 from __future__ import annotations
 
 import ast
+import contextlib
+import functools
 import hashlib
 import html
 import json
-from collections.abc import Iterable, Sequence
+import pickle
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import nbformat
 import numpy as np
@@ -48,6 +53,7 @@ from copydetect.utils import winnow
 from pygments import token
 from pygments.lexers import PythonLexer
 
+from autograder.cache import cache_folder, stamp
 from autograder.collect import Submission
 from autograder.report import STYLE, html_page, write_atomic
 
@@ -216,7 +222,8 @@ def _normalised(node: ast.AST) -> str:
     return ast.unparse(_Plain().visit(node))
 
 
-def names_of(code: str) -> tuple[set[str], dict[str, str]]:
+@functools.lru_cache(maxsize=4096)  # the release's cells are in every student's notebook
+def names_of(code: str) -> tuple[frozenset[str], Mapping[str, str]]:
     """(the names `code` binds: functions, classes, arguments, variables, names imported from
     a module; {module alias: the module}, e.g. {"np": "numpy"})."""
     bound, aliases = set(), {}
@@ -234,7 +241,7 @@ def names_of(code: str) -> tuple[set[str], dict[str, str]]:
                 )
         elif isinstance(n, ast.ImportFrom):  # a name brought in is one the author chose
             bound.update(a.asname or a.name for a in n.names)
-    return bound, aliases
+    return frozenset(bound), MappingProxyType(aliases)
 
 
 def tokens_of(
@@ -396,12 +403,21 @@ def file_document(path: Path, owner: str, kind: str) -> Document | None:
 
 
 def reference_documents() -> list[Document]:
-    """Each module of the kit's `cnn_core`, the answer key students could paste from."""
-    folder = KIT / "cnn_core"
-    found = [
-        file_document(p, f"cnn_core/{p.name}", "reference") for p in sorted(folder.glob("*.py"))
-    ]
-    return [d for d in found if d is not None and d.units]
+    """Each module of the kit's `cnn_core`, the answer key students could paste from: made
+    once for these modules and this one as they are now, and kept in the grader's cache."""
+    modules = sorted((KIT / "cnn_core").glob("*.py"))
+    folder = cache_folder() / "similarity"
+    path = folder / f"reference-{stamp([*modules, Path(__file__)], sys.version)}.pickle"
+    with contextlib.suppress(Exception):  # missing or unreadable: made again below
+        return pickle.loads(path.read_bytes())  # the grader's own folder: written only here
+    found = [file_document(p, f"cnn_core/{p.name}", "reference") for p in modules]
+    docs = [d for d in found if d is not None and d.units]
+    with contextlib.suppress(OSError):
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("reference-*.pickle"):  # other versions of the kit
+            old.unlink(missing_ok=True)
+        write_atomic(path, pickle.dumps(docs))
+    return docs
 
 
 def earlier_documents(folders: Sequence[Path]) -> list[Document]:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from functools import cache
 from pathlib import Path
 
@@ -287,3 +290,32 @@ def test_shares_are_the_same_in_every_process():
         for _ in range(2)
     }
     assert len(runs) == 1
+
+
+def test_the_kit_s_documents_are_made_once_and_again_when_a_module_changes(tmp_path, monkeypatch):
+    """cnn_core's documents come from the grader's cache while its modules are unchanged; a
+    changed module, or a damaged cache file, has them made again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kit = tmp_path / "kit"
+    shutil.copytree(ROOT / "cnn_core", kit / "cnn_core", ignore=shutil.ignore_patterns("__py*"))
+    monkeypatch.setattr(similarity, "KIT", kit)
+    made = similarity.reference_documents()
+    folder = tmp_path / "cache" / "cnnkit" / "similarity"
+    [kept] = folder.glob("reference-*.pickle")
+
+    def fail(*args):
+        raise AssertionError("made again, not read from the cache")
+
+    with monkeypatch.context() as m:
+        m.setattr(similarity, "file_document", fail)
+        again = similarity.reference_documents()
+    assert [(d.owner, d.hashes) for d in again] == [(d.owner, d.hashes) for d in made]
+    assert len(made) > 10 and all(d.units for d in made)
+
+    kept.write_bytes(b"damaged")
+    assert [d.owner for d in similarity.reference_documents()] == [d.owner for d in made]
+    os.utime(kit / "cnn_core" / "functional.py", ns=(0, time.time_ns() + 10**9))
+    changed = similarity.reference_documents()
+    assert [d.owner for d in changed] == [d.owner for d in made]
+    [now] = folder.glob("reference-*.pickle")
+    assert now != kept, "the changed module's documents were not kept under a new name"
