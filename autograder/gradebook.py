@@ -149,56 +149,82 @@ def update_gradebook(
     """Write every outcome into the course's gradebook as `nbgrader autograde` would (see the
     module's docstring). The executed notebooks are read from `<course>/autograded/`."""
     notebook_of = {i.grade_id: i.notebook.removesuffix(".ipynb") for i in items}
-    notebooks = sorted(set(notebook_of.values()))
+    notebooks = set(notebook_of.values())
     plugin = late_penalties(course)
     # nbgrader's add_submission trips an autoflush warning of SQLAlchemy's; the rows are right
     with Gradebook(db_url(course)) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)
+        names = _cell_names(gb, assignment, notebooks)
         for outcome in outcomes:
             student = outcome.student_id
             gb.update_or_create_student(student)
             submission = gb.update_or_create_submission(
                 assignment, student, timestamp=parse_timestamp(outcome.timestamp)
             )
+            # each notebook's grades and comments at once, not one query per cell
+            cells = {
+                nb.name: _Cells(nb, names[nb.name])
+                for nb in submission.notebooks
+                if nb.name in names
+            }
             for result in outcome.items:
-                grade = gb.find_grade(
-                    result.grade_id, notebook_of[result.grade_id], assignment, student
-                )
+                grade = cells[notebook_of[result.grade_id]].grades[result.grade_id]
                 grade.auto_score = result.points
                 grade.needs_manual_grade = grade.manual_score is not None
-            for name in notebooks:
+            for name, found in sorted(cells.items()):
                 executed = course / "autograded" / student / assignment / f"{name}.ipynb"
-                _save_answers(gb, assignment, student, name, executed, set(notebook_of))
+                _save_answers(found, executed, set(notebook_of))
             gb.db.commit()
-            for name in notebooks:
-                _assign_late_penalty(gb, plugin, submission, name, assignment, student)
+            for name in sorted(cells):
+                _assign_late_penalty(cells[name].notebook, plugin, submission, student)
             gb.db.commit()
 
 
-def _save_answers(gb, assignment: str, student: str, name: str, path: Path, autograded) -> None:
+def _cell_names(gb, assignment: str, notebooks: set[str]) -> dict[str, dict[str, str]]:
+    """{notebook: {cell id: cell name}} of the assignment's graded, solution and task cells:
+    a grade's or comment's name read through its cell is a query each time a commit has
+    expired it."""
+    names = {}
+    for name in notebooks:
+        nb = gb.find_notebook(name, assignment)
+        cells = [*nb.grade_cells, *nb.solution_cells, *nb.task_cells]
+        names[name] = {cell.id: cell.name for cell in cells}
+    return names
+
+
+@dataclass
+class _Cells:
+    """A submitted notebook's gradebook rows: its grades and comments by cell name."""
+
+    notebook: object  # nbgrader.api.SubmittedNotebook
+    names: dict[str, str]  # {cell id: name} of its notebook (_cell_names)
+    grades: dict = field(init=False)
+    comments: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.grades = {self.names[g.cell_id]: g for g in self.notebook.grades}
+        self.comments = {self.names[c.cell_id]: c for c in self.notebook.comments}
+
+
+def _save_answers(cells: _Cells, path: Path, autograded: set[str]) -> None:
     """The written answers' automatic scores and every answer's automatic comment, from the
-    executed notebook at `path` (none: nothing was handed in, so every answer scores zero)."""
-    cells = nbformat.read(path, as_version=4).cells if path.is_file() else []
-    for cell in cells:
+    executed notebook at `path` (none: nothing was handed in, so every answer scores zero).
+    A cell the gradebook does not know (an edited notebook) is left out."""
+    executed = nbformat.read(path, as_version=4).cells if path.is_file() else []
+    for cell in executed:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if not gid or gid in autograded:
             continue
-        if utils.is_grade(cell):
-            grade = _find(gb.find_grade, gid, name, assignment, student)
-            if grade is not None:
-                grade.auto_score, _ = utils.determine_grade(cell)
-                grade.needs_manual_grade = (
-                    grade.manual_score is not None or grade.auto_score is None
-                )
-        if utils.is_solution(cell) or utils.is_task(cell):
-            comment = _find(gb.find_comment, gid, name, assignment, student)
-            if comment is not None:
-                unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
-                comment.auto_comment = (
-                    NO_RESPONSE if unchanged and not utils.is_task(cell) else None
-                )
-    if not cells:  # as nbgrader does for a notebook that was not submitted
-        for grade in gb.find_submission_notebook(name, assignment, student).grades:
+        grade = cells.grades.get(gid)
+        if utils.is_grade(cell) and grade is not None:
+            grade.auto_score, _ = utils.determine_grade(cell)
+            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        comment = cells.comments.get(gid)
+        if (utils.is_solution(cell) or utils.is_task(cell)) and comment is not None:
+            unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
+            comment.auto_comment = NO_RESPONSE if unchanged and not utils.is_task(cell) else None
+    if not executed:  # as nbgrader does for a notebook that was not submitted
+        for grade in cells.grades.values():
             if grade.name not in autograded:
                 grade.auto_score, grade.needs_manual_grade = 0.0, False
 
@@ -229,9 +255,8 @@ def late_penalties(course: Path) -> AssignLatePenalties:
     return step
 
 
-def _assign_late_penalty(gb, step, submission, name: str, assignment: str, student: str) -> None:
-    """A notebook's late penalty, exactly as nbgrader's AssignLatePenalties sets it."""
-    notebook = gb.find_submission_notebook(name, assignment, student)
+def _assign_late_penalty(notebook, step, submission, student: str) -> None:
+    """A submitted notebook's late penalty, exactly as nbgrader's AssignLatePenalties sets it."""
     notebook.late_submission_penalty = None
     if submission.total_seconds_late > 0:
         penalty = step.plugin_inst.late_submission_penalty(
