@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -23,6 +24,11 @@ def cache_folder() -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         if os.access(folder, os.W_OK | os.X_OK):
             return folder
+    return _temporary_folder()
+
+
+@functools.cache  # one for the whole process, so that what is kept there is found again
+def _temporary_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="cnnkit-cache-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder

@@ -224,8 +224,8 @@ def _save_answers(cells: _Cells, path: Path, autograded: set[str]) -> None:
             unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
             comment.auto_comment = NO_RESPONSE if unchanged and not utils.is_task(cell) else None
     if not executed:  # as nbgrader does for a notebook that was not submitted
-        for grade in cells.grades.values():
-            if grade.name not in autograded:
+        for name, grade in cells.grades.items():
+            if name not in autograded:
                 grade.auto_score, grade.needs_manual_grade = 0.0, False
 
 

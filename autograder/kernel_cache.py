@@ -15,6 +15,7 @@ copy of it instead (`seed`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import importlib.metadata
 import os
@@ -41,26 +42,45 @@ _lock = threading.Lock()
 
 def kernel_cache() -> Path | None:
     """The numba cache folder holding the kit's kernels for both dtypes, made on the first call
-    of this process if no earlier grader made it; None if compiling them failed (each run then
-    compiles what it uses)."""
+    of this process if no earlier grader made it; None if that failed (each run then compiles
+    what it uses). Each call marks the folder as in use, so that no grader prunes it."""
     with _lock:  # one warm-up, however many workers ask at once
-        return _kernel_cache()
+        folder = _kernel_cache()
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            os.utime(folder / COMPLETE)
+    return folder
 
 
 @functools.cache
 def _kernel_cache() -> Path | None:
-    root = cache_folder() / "numba"
-    folder = root / _key()
-    if not (folder / COMPLETE).is_file():
-        made = _warm_up(root)
-        if made is None:
-            return None
-        with contextlib.suppress(OSError):
-            os.rename(made, folder)
-        shutil.rmtree(made, ignore_errors=True)  # another grader made it first
-    with contextlib.suppress(OSError):
-        (folder / COMPLETE).touch()  # in use: not pruned
-    _prune(root, keep=folder.name)
+    try:
+        root = cache_folder() / "numba"
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / ".lock", "a") as lock:  # one grader at a time checks, fills, prunes
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            folder = _finished(root, _key())
+            if folder is not None:
+                _prune(root, keep=folder.name)
+            return folder
+    except Exception:  # a cache is a speed-up: grading goes on without one
+        return None
+
+
+def _finished(root: Path, name: str) -> Path | None:
+    """root/name once a warm-up has filled it (now, if no earlier one did), or None."""
+    folder = root / name
+    if (folder / COMPLETE).is_file():
+        os.utime(folder / COMPLETE)  # in use: not pruned
+        return folder
+    _remove(folder)  # an unfinished one: a warm-up that died, a prune cut short
+    made = _warm_up(root)
+    if made is None:
+        return None
+    try:
+        os.rename(made, folder)
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
     return folder
 
 
@@ -86,19 +106,20 @@ def _key() -> str:
 
 def _warm_up(root: Path) -> Path | None:
     """A new folder under `root` filled by one process per group of kernels, with its marker;
-    None (and nothing left behind) if any process failed."""
-    root.mkdir(parents=True, exist_ok=True)
+    None (and the folder removed) if any process failed."""
     folder = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
-    folder.chmod(0o755)  # the sandbox server reads it as root; runs never see it
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUMBA_CACHE_DIR": str(folder)}
-    commands = [[sys.executable, "-I", "-c", WARM_UP.format(i)] for i in range(len(GROUPS))]
-    with ThreadPoolExecutor(len(commands)) as pool:
-        ok = all(pool.map(functools.partial(_run, env), commands))
-    if not ok:
+    try:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NUMBA_CACHE_DIR": str(folder)}
+        commands = [[sys.executable, "-I", "-c", WARM_UP.format(i)] for i in range(len(GROUPS))]
+        with ThreadPoolExecutor(len(commands)) as pool:
+            if all(pool.map(functools.partial(_run, env), commands)):
+                (folder / COMPLETE).touch()
+                return folder
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
-        return None
-    (folder / COMPLETE).touch()
-    return folder
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 def _run(env: dict[str, str], command: list[str]) -> bool:
@@ -111,14 +132,25 @@ def _run(env: dict[str, str], command: list[str]) -> bool:
 
 
 def _prune(root: Path, keep: str) -> None:
-    """Remove what under `root` no grader has used for PRUNE_DAYS: other kernels' folders
-    (their marker's age), unfinished ones and the flat layout of earlier versions."""
+    """Remove, under the lock, what a warm-up or removal cut short left behind, and what no
+    grader has used for PRUNE_DAYS: other kernels' folders (their marker's age) and the flat
+    layout of earlier versions."""
     cutoff = time.time() - PRUNE_DAYS * 86400
     for entry in root.iterdir():
-        if entry.name == keep:
+        if entry.name in (keep, ".lock"):
             continue
         marker = entry / COMPLETE
         with contextlib.suppress(OSError):
-            used = (marker if marker.is_file() else entry).stat().st_mtime
-            if used < cutoff:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            left = entry.name.startswith((".new-", ".old-"))
+            if left or (marker if marker.is_file() else entry).stat().st_mtime < cutoff:
+                _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder (or file) at once, as far as its name goes: it is renamed out of the way
+    before its contents are deleted, so nothing finds it half gone."""
+    if not path.exists():
+        return
+    gone = path.with_name(f".old-{os.getpid()}-{path.name}")
+    os.rename(path, gone)
+    shutil.rmtree(gone, ignore_errors=True) if gone.is_dir() else gone.unlink()

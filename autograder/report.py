@@ -12,6 +12,8 @@ import csv
 import html
 import io
 import json
+import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -439,7 +441,8 @@ def write_atomic(path: Path, text: str | bytes) -> Path:
     """Write `text` (as UTF-8 if a str) to `path` through a temporary file, so a reader never
     sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of this thread's own: two writers of one path never share a temporary file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
         tmp.replace(path)

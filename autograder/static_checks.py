@@ -226,7 +226,7 @@ def _student_code(
 # --- code ----------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)  # each cell twice, and the release's cells in every notebook
+@functools.lru_cache(maxsize=512)  # each cell twice, and the release's cells in every notebook
 def _parse(source: str) -> ast.Module | None:
     """The AST of a cell with its magic and shell lines replaced by `pass`, or None. Shared
     between callers: read it, never change it."""

@@ -269,7 +269,7 @@ def workdir_for(folder: Path, workdir: Path, seeded: bool) -> Path:
     """A new work folder holding a copy of the student's folder, as grading prepares one; with
     `seeded`, its numba cache a copy of the grader's kernel cache."""
     shutil.copytree(folder, workdir)
-    if seeded:
+    if seeded and kernel_cache() is not None:
         seed(workdir, kernel_cache())
     return workdir
 

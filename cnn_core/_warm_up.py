@@ -37,7 +37,8 @@ def _average(dt: type) -> None:
     f.avgpool2d_backward(*f.avgpool2d_forward(np.ones((1, 2, 6, 6), dt), 2))
 
 
-# about equal compile times, so that one process per group ends at about the same time
+# Groups that share no kernel (each kernel's cache index is written by one process only) and
+# take about equal compile times, so that one process per group ends at about the same time.
 GROUPS = (_convolutions, _winograd, _pooling, _average)
 
 

@@ -56,7 +56,7 @@ def test_a_finished_cache_is_found_again_without_a_warm_up(cache_home, fake_warm
     kc._kernel_cache.cache_clear()  # as a later grader process would start
     assert kc.kernel_cache() == first
     assert len(fake_warm_up) == 1, "the finished folder was warmed up again"
-    assert [p.name for p in cache_home.iterdir()] == [first.name], "a leftover folder"
+    assert sorted(p.name for p in cache_home.iterdir()) == [".lock", first.name], "a leftover"
 
 
 def test_a_changed_module_of_cnn_core_gets_a_folder_of_its_own(tmp_path, monkeypatch):
@@ -74,11 +74,34 @@ def test_a_changed_module_of_cnn_core_gets_a_folder_of_its_own(tmp_path, monkeyp
 def test_a_failed_warm_up_leaves_nothing_and_gives_no_cache(cache_home, monkeypatch):
     monkeypatch.setattr(kc, "WARM_UP", "raise SystemExit({} + 1)")
     assert kc.kernel_cache() is None
-    assert list(cache_home.iterdir()) == []
+    assert [p.name for p in cache_home.iterdir()] == [".lock"]
+
+
+def test_an_unfinished_folder_is_filled_again_and_a_failure_gives_no_cache(
+    cache_home, fake_warm_up, monkeypatch
+):
+    """A folder without its marker (a warm-up that died, a prune cut short) is not taken for a
+    finished one; anything that goes wrong leaves grading without a cache, never stopped."""
+    cache_home.mkdir(parents=True)
+    unfinished = cache_home / kc._key()
+    unfinished.mkdir()
+    (unfinished / "half-written.nbi").write_text("")
+    assert kc.kernel_cache() == unfinished and len(fake_warm_up) == 1
+    assert sorted(p.name for p in unfinished.iterdir()) == [kc.COMPLETE]
+
+    kc._kernel_cache.cache_clear()
+
+    def broken() -> str:
+        raise RuntimeError("no CPU features")
+
+    monkeypatch.setattr(kc, "_key", broken)
+    assert kc.kernel_cache() is None
 
 
 def test_folders_no_grader_used_for_a_week_are_pruned(cache_home, fake_warm_up):
     old, recent, flat = cache_home / "0ld", cache_home / "recent", cache_home / "cnn_core_0123"
+    for left in (cache_home / ".new-crashed", cache_home / ".old-1-cut-short"):
+        left.mkdir(parents=True)  # what a warm-up or removal cut short left: removed at once
     for folder in (old, recent, flat):
         folder.mkdir(parents=True)
         (folder / kc.COMPLETE).touch()
@@ -87,23 +110,45 @@ def test_folders_no_grader_used_for_a_week_are_pruned(cache_home, fake_warm_up):
     os.utime(old / kc.COMPLETE, (week_ago, week_ago))
     os.utime(flat, (week_ago, week_ago))
     current = kc.kernel_cache()
-    assert sorted(p.name for p in cache_home.iterdir()) == sorted([current.name, "recent"])
+    assert sorted(p.name for p in cache_home.iterdir()) == sorted([".lock", current.name, "recent"])
 
 
-def test_the_warm_up_compiles_every_kernel_for_both_dtypes():
+def test_the_warm_up_compiles_every_kernel_for_both_dtypes_and_its_groups_share_none():
     """Every kernel is in the grader's cache and loaded by its sandbox server, so that no
-    submission compiles one (a kernel left out costs each submission that meets it a second)."""
+    submission compiles one (a kernel left out costs each submission that meets it a second);
+    the groups, compiled by processes side by side, share no kernel, whose cache index two
+    processes would then both write."""
     check = textwrap.dedent("""
+        import json, sys
         from numba.core.registry import CPUDispatcher
         from cnn_core import _kernels
         from cnn_core._warm_up import compile_kernels
-        compile_kernels()
-        for name, kernel in vars(_kernels).items():
-            if isinstance(kernel, CPUDispatcher) and not name.startswith("_"):
-                kinds = {str(signature[0].dtype) for signature in kernel.signatures}
-                assert {"float32", "float64"} <= kinds, f"{name} warmed for {kinds} only"
+        compile_kernels(None if sys.argv[1] == "all" else int(sys.argv[1]))
+        print(json.dumps({
+            name: sorted({str(signature[0].dtype) for signature in kernel.signatures})
+            for name, kernel in vars(_kernels).items()
+            if isinstance(kernel, CPUDispatcher) and kernel.signatures
+        }))
     """)
-    subprocess.run([sys.executable, "-c", check], check=True, timeout=300)
+
+    def compiled(group: str) -> dict[str, list[str]]:
+        run = subprocess.run(
+            [sys.executable, "-c", check, group], capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    every = compiled("all")
+    from numba.core.registry import CPUDispatcher
+
+    from cnn_core import _kernels
+
+    kernels = {n for n, k in vars(_kernels).items() if isinstance(k, CPUDispatcher)}
+    public = {n for n in kernels if not n.startswith("_")}  # the others are inlined helpers
+    assert set(every) == public
+    assert all(kinds == ["float32", "float64"] for kinds in every.values()), every
+    groups = [set(compiled(str(i))) for i in range(len(kc.GROUPS))]
+    assert sum(map(len, groups)) == len(public), f"a kernel in two groups: {groups}"
 
 
 PROBE = """
@@ -127,7 +172,8 @@ print(json.dumps({"kernels": sorted(kernels), "ready": ready, "relu": out.tolist
 def test_the_server_s_runs_find_every_kernel_loaded_and_never_write_its_cache():
     cache = kc.kernel_cache()
     assert cache is not None
-    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
+    files = [p for p in cache.rglob("*") if p.is_file() and p.name != kc.COMPLETE]
+    before = {p: p.stat().st_mtime_ns for p in files}
     folder = Path(tempfile.mkdtemp(prefix="cnnkit-test-"))
     try:
         folder.chmod(0o755)
@@ -144,4 +190,5 @@ def test_the_server_s_runs_find_every_kernel_loaded_and_never_write_its_cache():
     seen = json.loads(run.notebook.cells[0].outputs[0].text)
     assert seen["ready"] == seen["kernels"] != [], "kernels compiled in the run"
     assert seen["relu"] == [0, 0, 0, 0, 1, 2]
-    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before
+    after = [p for p in cache.rglob("*") if p.is_file() and p.name != kc.COMPLETE]
+    assert {p: p.stat().st_mtime_ns for p in after} == before

@@ -18,7 +18,9 @@ allows it, inside fresh namespaces:
 
 With `uid` (as the grader always runs), the same namespaces, set-up and privilege drop come
 from a forking server instead (`forkserver.py`, one per grader thread): it has imported the
-runner's and kernel's modules (nbclient, ipykernel, numpy, matplotlib, numba) once, and each
+runner's and kernel's modules (nbclient, ipykernel, numpy, matplotlib, numba) once, and, when
+the grader gives it its numba cache (`start_server(kernels)`), cnn_core with every kernel
+loaded and detached from that cache (a run that compiles a new signature keeps it), and each
 run is a fork of it that enters its own namespaces, runs the same set-up commands and drops its
 privileges itself; the runner in turn forks the kernel rather than starting an interpreter.
 A run then starts in about 0.5 s of wall time instead of 1.2 s, and the notebook's first
@@ -585,7 +587,8 @@ def _namespace_problem() -> str | None:
 def _environment(workdir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The child's whole environment: nothing of the grader's but PATH basics, LANG and thread
     counts. Every per-user folder lies inside workdir, numba's cache included, so one
-    submission cannot poison another's compiled code."""
+    submission cannot poison another's compiled code (the kit's kernels a server loaded save
+    nothing: they are detached from the cache they came from)."""
     home = workdir / ".home"
     folders = {
         "HOME": home,
