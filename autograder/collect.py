@@ -35,6 +35,9 @@ EXTRACTED = "submissions"  # the folder under workdir that a zip is extracted in
 IGNORED = ("__MACOSX",)  # besides names starting with '.'
 # What a browser or a file manager appends to a downloaded name: "a1 (1).ipynb", "a1 - Copy.ipynb"
 COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|[\s_-]*copy(\s*\d+)?)+$", re.IGNORECASE)
+# Files a run could import or execute, were they in its work folder, which holds the notebooks only.
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".ipynb")
+NAMED = 5  # files named by left_out_reason; the rest are counted
 
 
 class SubmissionsError(ValueError):
@@ -58,6 +61,7 @@ class Submission:
     status: str = "ok"  # "ok" or "invalid"
     reason: str = ""  # why it is invalid: each problem naming its file, joined by "; "
     digest: str = ""
+    code_beside: list[str] = field(default_factory=list)  # `code_beside` of the folder
 
 
 def find_submissions(
@@ -203,6 +207,35 @@ def _check_student(path: Path, assignment: str, expected: Sequence[str]) -> Subm
         status="invalid" if problems else "ok",
         reason="; ".join(problems),
         digest=digest(folder, files),
+        code_beside=_code(files, expected),
+    )
+
+
+def code_beside(folder: Path, notebooks: Sequence[str]) -> list[str]:
+    """The files in `folder` (as a submission's are found: visible, links not followed) that a
+    run could import or execute, other than the `notebooks` (file names): modules, packages,
+    compiled code, other notebooks. Sorted '/'-separated names relative to `folder`."""
+    return _code(_scan(folder)[0], notebooks)
+
+
+def _code(files: list[str], notebooks: Sequence[str]) -> list[str]:
+    return [
+        name
+        for name in files
+        if name.endswith(CODE_SUFFIXES)
+        and name not in notebooks
+        and "__pycache__" not in name.split("/")  # what Python writes beside a module it imports
+    ]
+
+
+def left_out_reason(files: Sequence[str]) -> str:
+    """Why the `code_beside` files do not run: the reason of the files-left-out flag."""
+    named = ", ".join(files[:NAMED]) + (
+        f" and {len(files) - NAMED} more" if len(files) > NAMED else ""
+    )
+    return (
+        f"left out of the run: {named}. Only the notebook is run (with the files the release "
+        "came with), so code in other files does not run: put it in the notebook"
     )
 
 

@@ -6,11 +6,12 @@ For each student found by `collect.find_submissions`:
 2. The notebook the sandbox runs is assembled as nbgrader's autograder would: every locked and
    test cell comes from the instructor's source (hidden tests included), the student's answers
    and added cells from the submission; the output-check cell (`outputs.harvest_cell`) goes last.
-3. `sandbox.run_notebook` runs it in a fresh work folder holding a copy of the student's files,
-   as an unprivileged uid of its own, with the course, the solutions and the other students'
-   material hidden; `CNNKIT_STUDENT_ID` seeds the hidden cases. A cell that runs past the cell
-   limit or ends the kernel (twice) is replaced by one that raises an error naming it and the
-   notebook runs again, so that a bug costs only what depends on it (`_run_with_skips`).
+3. `sandbox.run_notebook` runs it in a fresh work folder holding the release's files and the
+   student's notebooks, nothing else of theirs (`_stage`), as an unprivileged uid of its own,
+   with the course, the solutions and the other students' material hidden; `CNNKIT_STUDENT_ID`
+   seeds the hidden cases. A cell that runs past the cell limit or ends the kernel (twice) is
+   replaced by one that raises an error naming it and the notebook runs again, so that a bug
+   costs only what depends on it (`_run_with_skips`).
 4. Scoring happens here, never in the student's process: an item with output checks is scored
    by `outputs.score_outputs` (partial credit); any other by its test cell (full points when it
    ran without an error). Flags of reference use, forbidden libraries or patching take the
@@ -47,7 +48,7 @@ from tqdm.auto import tqdm
 
 from autograder import curves, outputs, report
 from autograder.class_summary import write_summary_html
-from autograder.collect import Submission, find_submissions, unsafe_id_problem
+from autograder.collect import Submission, find_submissions, left_out_reason, unsafe_id_problem
 from autograder.gradebook import (
     Standing,
     late_penalties,
@@ -316,7 +317,7 @@ def grade_submission(
     if sub.status != "ok":
         return _not_graded(setup, sub, "invalid", sub.reason)
     books = [_read(setup, sub, name) for name in setup.notebooks]
-    flags: list[FlagNote] = []
+    flags = _left_out(sub)
     results: dict[str, ItemResult] = {}
     status, reasons, seconds, attempts = "graded", [], 0.0, 0
     isolation: dict[str, str] = {}
@@ -547,14 +548,14 @@ def _run_once(
     workroot: Path,
     deadline: float,
 ) -> RunResult:
-    """One sandbox run of `nb` in a fresh copy of the student's folder (removed afterwards),
-    ending by `deadline` (time.monotonic() seconds)."""
+    """One sandbox run of `nb` in a fresh work folder (`_stage`, removed afterwards), ending by
+    `deadline` (time.monotonic() seconds)."""
     workdir = workroot / f"{sub.student_id}"
     specs = outputs.curve_specs(setup.assignment)
     env = {STUDENT_ENV: sub.student_id, CASE_KEY_ENV: setup.case_key(sub.student_id)}
-    if specs:  # replay the notebook's training without its submitted curves
+    if specs:  # replay the notebook's training: its submitted curves are not in the work folder
         env[REPLAY_ENV] = str(curves.replay_iterations(specs))
-    shutil.copytree(sub.folder, workdir, symlinks=True, ignore=_leave_out(sub.folder, specs))
+    _stage(setup, sub, workdir)
     try:
         # outside the workdir, in a folder only the grader may enter: the notebook holds the
         # hidden tests, which the student's code must not read ahead of running them
@@ -577,14 +578,22 @@ def _run_once(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _leave_out(folder: Path, specs: tuple[curves.CurveSpec, ...]):
-    """copytree's ignore: the submitted curve files, at the top of the student's folder."""
-    files = {s.file for s in specs}
+def _stage(setup: Setup, sub: Submission, workdir: Path) -> None:
+    """Make the run's work folder: the release's files as released, and the student's notebooks.
+    Nothing else of the student's: code to be graded must be in a notebook, where the static
+    checks, the similarity check and the TAs read it; a module beside it (a package named like
+    the kit's among them) could otherwise run unread. Submitted curves are not there either:
+    the run replays the training that makes them."""
+    shutil.copytree(
+        setup.released, workdir, ignore=shutil.ignore_patterns("*.ipynb", ".*", "__pycache__")
+    )
+    for name, path in sub.notebooks.items():
+        shutil.copyfile(path, workdir / name)
 
-    def ignore(path: str, names: list[str]) -> list[str]:
-        return [n for n in names if n in files] if Path(path) == folder else []
 
-    return ignore
+def _left_out(sub: Submission) -> list[FlagNote]:
+    """The files-left-out flag of a student's code that `_stage` leaves out; [] if none."""
+    return [FlagNote("files-left-out", left_out_reason(sub.code_beside))] if sub.code_beside else []
 
 
 def _score_notebook(

@@ -24,8 +24,10 @@ FLAGS = (
     "forbidden-library",
     "fabricated-curve",
     "output-truncated",  # informational: costs no points
+    "files-left-out",  # informational: code beside the notebooks, which the run does not get
 )
-RECORD_VERSION = 3  # 2: the submission's timestamp; 3: what the sandbox held
+# 2: the submission's timestamp; 3: what the sandbox held; 4: runs hold only the notebooks
+RECORD_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ Two things the grader would find, checked on the student's own machine:
 1. the kit's static checks (`static_checks.inspect`) against the released notebook: edited or
    deleted locked cells, use of the kit's reference ops, libraries that do the work, patched
    checkers (what `cnnkit grade` would flag);
-2. the notebook run top to bottom in a fresh kernel, as the grader would run it, each cell under
-   the assignment's cell limit: which visible tests fail, and with what error;
+2. the notebook run top to bottom in a fresh kernel, as the grader would run it: in a temporary
+   folder holding the notebook and the release's other files, nothing else of the student's
+   (code beside the notebook is named in a files-left-out flag), each cell under the
+   assignment's cell limit: which visible tests fail, and with what error;
 3. for an assignment graded on training curves (a4, a5), what the grader checks on the curve
    files next to the notebook: the notebook runs with every `fit` cut to its first iterations,
-   in a folder without those files (the student's other files linked in), and each file is
-   compared with that replay and checked by its visible test cells, as `cnnkit grade` does.
+   and each file is compared with that replay and checked by its visible test cells, as
+   `cnnkit grade` does.
 
 The hidden tests are not run: they exist only in the instructor's source.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import curves, outputs
+from autograder.collect import code_beside, left_out_reason
 from autograder.release import ASSIGNMENTS
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.train import REPLAY_ENV
@@ -79,13 +82,15 @@ def validate(
         )
     released_nb = nbformat.read(release, as_version=4)
     found = Validation(name, inspect(submitted, released_nb, policy(name)))
+    beside = code_beside(path.parent, [path.name])
+    found.flags += [Flag("files-left-out", left_out_reason(beside), None)] if beside else []
     found.unanswered = _unanswered(submitted)
     specs = outputs.curve_specs(name)
-    if not specs:
-        _run(submitted, path.parent, timeout, found)
-        return found
-    replaying = os.environ | {REPLAY_ENV: str(curves.replay_iterations(specs))}
-    with _replay_folder(path.parent, specs) as work:
+    with _run_folder(path, release.parent) as work:
+        if not specs:
+            _run(submitted, work, timeout, found)
+            return found
+        replaying = os.environ | {REPLAY_ENV: str(curves.replay_iterations(specs))}
         copy = submitted.copy()
         copy.cells = [*submitted.cells, outputs.harvest_cell(name, run_checks=False)]
         skip = {g for s in specs for g in s.items}
@@ -95,13 +100,15 @@ def validate(
 
 
 @contextlib.contextmanager
-def _replay_folder(folder: Path, specs: tuple[curves.CurveSpec, ...]) -> Iterator[Path]:
-    """A temporary folder holding links to everything in `folder` but the curve files."""
-    files = {s.file for s in specs}
+def _run_folder(notebook: Path, release: Path) -> Iterator[Path]:
+    """A temporary folder holding links to the `notebook` and to the files of the `release`
+    folder but its notebooks, as the grader's run has them: the student's other files, curve
+    files included, are neither run nor written."""
     with tempfile.TemporaryDirectory(prefix="cnnkit-validate-") as tmp:
-        for entry in folder.iterdir():
-            if entry.name not in files:
+        for entry in release.iterdir():
+            if not entry.name.startswith(".") and entry.suffix != ".ipynb":
                 (Path(tmp) / entry.name).symlink_to(entry.resolve())
+        (Path(tmp) / notebook.name).symlink_to(notebook.resolve())
         yield Path(tmp)
 
 

@@ -83,6 +83,40 @@ def test_extra_files_are_in_the_digest_and_hidden_files_are_ignored(tmp_path):
     assert rows["dave"].digest == rows["alice"].digest
 
 
+def test_code_beside_the_notebook_is_listed_for_the_files_left_out_flag(tmp_path):
+    """Modules, packages, compiled code and other notebooks are listed; the graded notebook, data,
+    hidden files and what Python writes itself (__pycache__) are not."""
+    files = {
+        NB: notebook_bytes(),
+        "helpers.py": b"x = 1",
+        "autograder/outputs.py": b"",
+        "fast.cpython-311-x86_64-linux-gnu.so": b"",
+        "old.pyc": b"",
+        "scratch (copy).ipynb": notebook_bytes(),
+        "__pycache__/helpers.cpython-311.pyc": b"",
+        ".ipynb_checkpoints/a1_convolution-checkpoint.ipynb": notebook_bytes(),
+        ".hidden.py": b"",
+        "history.json": b"{}",
+        "notes.txt": b"",
+    }
+    make_student(tmp_path, "s1", files)
+    (sub,) = find_submissions(tmp_path, A, [NB], tmp_path / "work")
+    listed = [
+        "autograder/outputs.py",
+        "fast.cpython-311-x86_64-linux-gnu.so",
+        "helpers.py",
+        "old.pyc",
+        "scratch (copy).ipynb",
+    ]
+    assert (sub.status, sub.code_beside) == ("ok", listed)
+    assert collect.code_beside(tmp_path / "s1" / A, [NB]) == listed
+    reason = collect.left_out_reason(listed + ["z.py"])
+    assert reason.startswith(
+        "left out of the run: autograder/outputs.py, fast.cpython-311-x86_64-linux-gnu.so, "
+        "helpers.py, old.pyc, scratch (copy).ipynb and 1 more. "
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "reason"),
     [

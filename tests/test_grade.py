@@ -511,3 +511,81 @@ def test_lms_exports_carry_the_totals_and_report_unmatched_students(graded, tmp_
     assert all(float(by_number[f"N-{sid}"]) == float(rows[sid]["score"]) for sid in ids[1:])
     assert main(["export", A1, *common, "--format", "moodle", "--out", str(moodle)]) == 1
     assert "exists; pass --force" in capsys.readouterr().err
+
+
+FAKE_GRADER = {  # a package named like the kit's, whose checks would let anything pass
+    "autograder/__init__.py": "",
+    "autograder/outputs.py": (
+        "def hidden_test(*args, **kwargs):\n    print('FAKE hidden_test')\n\n\n"
+        "def harvest(*args, **kwargs):\n    print('FAKE harvest')\n"
+    ),
+}
+
+
+def _writing(files: dict[str, str]) -> str:
+    """A cell that writes `files` (relative path: text) into the run's working folder."""
+    return (
+        "import pathlib\n"
+        f"for _name, _text in {files!r}.items():\n"
+        "    pathlib.Path(_name).parent.mkdir(exist_ok=True)\n"
+        "    pathlib.Path(_name).write_text(_text)\n"
+    )
+
+
+def _outputs(path: Path) -> str:
+    """All a notebook's code cells printed, displayed or raised, as JSON text."""
+    nb = nbformat.read(path, as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def test_only_the_notebooks_run_and_no_file_can_stand_in_for_the_grader(graded, tmp_path):
+    """A module beside the notebook is left out of the run and named in the feedback; a fake of
+    the grader's own package, submitted or written by a cell, is never the one the tests use."""
+    course, subs, batch = graded
+    notebook = f"{A1}.ipynb"
+    helper = tmp_path / "class" / "keeps-helper" / A1
+    shutil.copytree(subs / "full-marks" / A1, helper)
+    nb = nbformat.read(helper / notebook, as_version=4)
+    cell = next(c for c in nb.cells if "def conv1d(" in c.source)
+    (helper / "helpers.py").write_text("import numpy as np\n\n\n" + cell.source)
+    kept, _ = cell.source.split("def conv1d(")  # its helper, which other cells use
+    cell.source = f"{kept}from helpers import conv1d\n"
+    nbformat.write(nb, helper / notebook)
+    for name, text in FAKE_GRADER.items():
+        (helper / name).parent.mkdir(exist_ok=True)
+        (helper / name).write_text(text)
+    for made_by_tools in (
+        "__pycache__/helpers.cpython-311.pyc",
+        f".ipynb_checkpoints/{A1}-checkpoint.ipynb",
+    ):
+        (helper / made_by_tools).parent.mkdir(exist_ok=True)
+        (helper / made_by_tools).write_bytes(b"")
+    writer = tmp_path / "class" / "writes-grader" / A1
+    shutil.copytree(subs / "full-marks" / A1, writer)
+    nb = nbformat.read(writer / notebook, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell(_writing(FAKE_GRADER)))
+    nbformat.write(nb, writer / notebook)
+
+    again = grading.grade(
+        A1, tmp_path / "class", course, out=tmp_path / "out", limits=LIMITS, progress=False
+    )
+    printed = {
+        s: _outputs(course / "autograded" / s / A1 / notebook)
+        for s in ("keeps-helper", "writes-grader")
+    }
+    assert "FAKE" not in printed["keeps-helper"] + printed["writes-grader"]
+    assert "No module named 'helpers'" in printed["keeps-helper"]
+    writes = outcome(again, "writes-grader")
+    assert (writes.score, writes.flag_names) == (MAX, [])
+    keeps = outcome(again, "keeps-helper")
+    assert keeps.flag_names == ["files-left-out"]
+    (flag,) = keeps.flags
+    assert flag.reason.startswith(
+        "left out of the run: autograder/__init__.py, autograder/outputs.py, helpers.py. "
+    )
+    gid = next(c.metadata.nbgrader["grade_id"] for c in nb.cells if "def conv1d(" in c.source)
+    fed = set(batch.setup.feeds[gid])
+    assert fed
+    for r in keeps.items:
+        assert r.points == (0 if r.grade_id in fed else r.max_points), r
+    assert "left out of the run: autograder/__init__.py" in feedback_page(again, "keeps-helper")

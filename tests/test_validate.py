@@ -64,6 +64,25 @@ def test_a_cell_that_raises_outside_the_tests_is_named(tmp_path, capsys):
     assert "(`fig_im2col`): RuntimeError: the figure broke" in out
 
 
+def test_code_beside_the_notebook_is_left_out_as_the_grader_leaves_it_out(tmp_path, capsys):
+    """A module the notebook imports from its folder does not run, as when graded: the student
+    hears which files, and which tests fail without them. Nothing in the folder is written."""
+    nb = answered()
+    conv1d = cell(nb, "conv1d")
+    (tmp_path / "helpers.py").write_text("import numpy as np\n\n\n" + conv1d.source)
+    conv1d.source = "from helpers import conv1d, _out_len\n"
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "helpers.cpython-311.pyc").write_bytes(b"")
+    path = write(tmp_path, nb)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["validate", path]) == 1
+    out = capsys.readouterr().out
+    assert "  files-left-out: left out of the run: helpers.py. Only the notebook is run" in out
+    assert "(`conv1d`): ModuleNotFoundError: No module named 'helpers'" in out
+    assert "test_conv1d: NameError: name 'conv1d' is not defined" in out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
 def test_what_the_grader_would_flag_is_named_before_submitting(tmp_path, capsys):
     nb = answered()
     test = cell(nb, "test_conv1d")

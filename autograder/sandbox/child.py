@@ -60,6 +60,8 @@ KILL_ROUNDS = 10  # sweeps of kill_descendants, for processes forked while it ki
 REAP_SECONDS = 1.0  # how long a killed kernel may take to die before polling takes over
 CELL_SHARE = 10  # a cell may keep 1/CELL_SHARE of the notebook's output cap (at least 1 MB)
 ERROR_CHARS = 2000  # of an error's message and of each traceback line kept past the cap
+# What the grader's cells import in the kernel (the hidden tests, the output checks' harvest).
+GRADER_MODULES = ("autograder.outputs",)
 
 
 def main() -> None:
@@ -452,6 +454,7 @@ def _be_kernel(go: int) -> NoReturn:
     try:
         from ipykernel.kernelapp import IPKernelApp
 
+        _bind_grader_modules()
         # what `python -m ipykernel_launcher -f <file>` would show; the command history in
         # memory, not in a database on the run's disk, which the student may fill
         launcher = importlib.util.find_spec("ipykernel_launcher").origin
@@ -459,6 +462,17 @@ def _be_kernel(go: int) -> NoReturn:
         IPKernelApp.launch_instance(argv=sys.argv[1:])
     finally:
         os._exit(0)
+
+
+def _bind_grader_modules() -> None:
+    """Import GRADER_MODULES (those installed), then put the working folder last on sys.path,
+    where IPython would put it ahead of the installed packages: a module a cell writes there,
+    named like the kit's or a library's, is never the one imported. (A package found through
+    an editable install's finder, which Python asks after sys.path, is safe once imported.)"""
+    for name in GRADER_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    sys.path.append("")  # IPython adds the working folder only when "" is not there yet
 
 
 class _ForkProvisioner(LocalProvisioner):
