@@ -336,7 +336,7 @@ def grade_submission(
             status = _worse(status, run_status)
             reasons.append(f"{book.name}: {run.reason}")
         payload = outputs.harvested(run.notebook)
-        flags += _attempt_flags(setup, book.name, payload)
+        flags += _attempt_flags(setup, book.name, payload) + _forged_flags(book.name, run)
         results |= _score_notebook(setup, sub, book.name, run, payload)
         curve_results, curve_flags = _grade_curve(setup, sub, book, run, payload)
         results |= curve_results
@@ -523,6 +523,20 @@ def _attempt_flags(setup: Setup, name: str, payload: dict | None) -> list[FlagNo
     ]
 
 
+def _forged_flags(name: str, run: RunResult) -> list[FlagNote]:
+    """tampered when the output checks' cell showed more results than the one `harvest`
+    displays: the notebook's code displayed its own there (a hook of the kernel's, say), and no
+    result of that run is scored."""
+    shown = outputs.displayed(run.notebook)
+    if shown <= 1:
+        return []
+    reason = (
+        f"{name}: the output checks' cell showed {shown} sets of results where it shows one: "
+        "the notebook's code displayed results of its own, and none were scored"
+    )
+    return [FlagNote("tampered", reason)]
+
+
 def _run_flags(name: str, run: RunResult) -> list[FlagNote]:
     """Flags of a run that ran to its end but not cleanly: a cell out of memory (the rest of
     the notebook ran), output cut to the caps."""
@@ -609,7 +623,9 @@ def _score_notebook(
         setup.assignment,
         sub.student_id,
         payload,
-        run.reason or "the notebook did not run to its end",
+        run.reason
+        or outputs.harvest_failure(run.notebook)
+        or "the notebook did not run to its end",
         setup.case_key(sub.student_id),
     )
     scored = {}

@@ -431,18 +431,45 @@ def find_check(assignment: str, grade_id: str) -> Check:
 # --------------------------------------------------------------------------- grader side
 
 
+def displayed(nb: nbformat.NotebookNode | None) -> int:
+    """How many payloads the harvest cell of the executed notebook `nb` displayed: `harvest`
+    displays one; more means the notebook's code displayed results of its own there."""
+    return len(_outputs(nb, _is_payload))
+
+
+def harvest_failure(nb: nbformat.NotebookNode | None) -> str:
+    """Why the executed notebook `nb` has no payload to score, from its harvest cell: the
+    error it raised, or the results it showed besides its own; "" when neither."""
+    errors = _outputs(nb, lambda o: o.get("output_type") == "error")
+    if errors:
+        error = f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}"[:ERROR_CHARS]
+        return f"the output checks' cell raised {error}"
+    if displayed(nb) > 1:
+        return "the output checks' cell showed results besides its own"
+    return ""
+
+
+def _is_payload(output: dict) -> bool:
+    return MIME in output.get("data", {})
+
+
+def _outputs(nb: nbformat.NotebookNode | None, keep: Callable[[dict], bool]) -> list:
+    """The outputs of the last harvest cell of `nb` that `keep` accepts ([] without one)."""
+    cells = (
+        [c for c in nb.cells if c.metadata.get("cnnkit", {}).get("role") == HARVEST_ID]
+        if nb
+        else []
+    )
+    return [o for o in cells[-1].get("outputs", []) if keep(o)] if cells else []
+
+
 def harvested(nb: nbformat.NotebookNode | None) -> dict | None:
     """The payload `harvest` displayed in the executed notebook `nb`, or None when the cell did
-    not run to the end. Read as JSON data only."""
-    if nb is None:
+    not run to the end or showed more than one (`displayed`). Read as JSON data only."""
+    found = _outputs(nb, _is_payload)
+    if len(found) != 1:
         return None
-    cells = [c for c in nb.cells if c.metadata.get("cnnkit", {}).get("role") == HARVEST_ID]
-    if not cells:
-        return None
-    found = [o for o in cells[-1].get("outputs", []) if MIME in o.get("data", {})]
-    if not found:
-        return None
-    payload = found[-1]["data"][MIME]  # the last one: harvest displays after every call returned
+    payload = found[0]["data"][MIME]
     if isinstance(payload, str):
         payload = json.loads(payload)
     if not isinstance(payload, dict) or not isinstance(payload.get("checks"), dict):

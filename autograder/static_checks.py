@@ -48,6 +48,10 @@ REFERENCE_USE = "reference-use"
 FORBIDDEN_LIBRARY = "forbidden-library"
 
 KIT = "cnn_core"
+GRADER = "autograder"  # the grader's own package: the hidden tests' code, never student code's
+# The variables that carry the grader's settings into a run, the student's key to their cases
+# among them.
+GRADER_VARIABLES = re.compile(r"CNNKIT_\w+")
 # Kit modules that help students without doing their assignment: checkers, arithmetic, data, plots.
 HELPERS = frozenset({"gradcheck", "grading", "arith", "zoo", "data", "plot"})
 # The training stack a4 builds its network with, once the layers were written in a1-a3.
@@ -82,8 +86,38 @@ WRITERS = frozenset(
     {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
 )
 
+# Ways to run code the checks cannot read, or to reach past the guard from outside the kit:
+# loading code from a file, the interpreter's memory and frames, another Python process.
+ESCAPES = frozenset(
+    {
+        "ctypes",
+        "runpy",
+        "pkgutil",
+        "importlib.util",
+        "importlib.machinery",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys._getframe",
+        "sys.executable",
+    }
+)
+# Builtins that run code held in a string.
+STRING_CODE = ("exec", "eval", "compile")
+
 MAGIC = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)
+# A magic or shell command as an assignment's value (`here = %pwd`, `files = !ls`).
+ASSIGNED_MAGIC = re.compile(r"^(\s*[^\s=#'\"][^=#'\"]*?=\s*)[%!].*$", re.MULTILINE)
+# Line magics whose argument is Python that runs (`%timeit -n 10 conv1d(x, f)`): read as that code.
+TIMED = re.compile(r"^(\s*)%(?:time|timeit|prun)\b(?:\s+-\w+(?:\s+\d+)?)*\s*", re.MULTILINE)
 PIP_INSTALL = re.compile(r"^\s*[%!].*\b(pip|conda|mamba)\b.*\binstall\b", re.MULTILINE)
+RUN_FILE = re.compile(r"^\s*%run\b", re.MULTILINE)
+# A shell command or shell cell that starts Python, or a cell of Python in another process.
+OTHER_PYTHON = re.compile(
+    r"^\s*(?:(?:!|%sx\b|%system\b).*\bpython|%%(?:python|pypy|script\s+\S*python)\w*)"
+    r"|\A\s*%%(?:bash|sh|script)\b(?:.|\n)*\bpython",
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -228,10 +262,12 @@ def _student_code(
 
 @functools.lru_cache(maxsize=512)  # each cell twice, and the release's cells in every notebook
 def _parse(source: str) -> ast.Module | None:
-    """The AST of a cell with its magic and shell lines replaced by `pass`, or None. Shared
-    between callers: read it, never change it."""
+    """The AST of a cell as Python: the code of `%time`-like magics kept, magic and shell
+    commands assigned replaced by `None`, other magic and shell lines by `pass`; None when it
+    still does not parse. Shared between callers: read it, never change it."""
+    code = ASSIGNED_MAGIC.sub(r"\1None", TIMED.sub(r"\1", source))
     try:
-        return ast.parse(MAGIC.sub(r"\1pass", source))
+        return ast.parse(MAGIC.sub(r"\1pass", code))
     except (SyntaxError, ValueError):
         return None
 
@@ -352,6 +388,8 @@ def _judge(path: str, rules: Policy) -> str | None:
     parts = path.split(".")
     if ESCAPE_HATCHES.intersection(parts) or parts[:2] == ["sys", "modules"]:
         return REFERENCE_USE
+    if parts[0] == GRADER or any(path == e or path.startswith(e + ".") for e in ESCAPES):
+        return REFERENCE_USE
     if parts[0] == KIT and len(parts) > 1:
         private = any(p.startswith("_") for p in parts[1:])
         if private or parts[1] not in rules.kit_modules:
@@ -410,6 +448,9 @@ class _Finder(_Scoped):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
+        built = _built_code(node, self.aliases)
+        if built:
+            self.found.setdefault(built, REFERENCE_USE)
         module = _dynamic_import(node, self.aliases)
         if module and module.split(".")[0] == KIT:
             self.found.setdefault(f"imports {module} dynamically", REFERENCE_USE)
@@ -422,6 +463,22 @@ class _Finder(_Scoped):
         if _is_getattr(node) and isinstance(name, ast.Constant) and name.value in ESCAPE_HATCHES:
             self.found.setdefault(f"uses .{name.value}", REFERENCE_USE)
         self.generic_visit(node)
+
+
+def _built_code(node: ast.Call, aliases: dict[str, str]) -> str | None:
+    """The finding of a call that runs code the checks cannot read: a string run as code, a
+    module imported by a name built at run time, the kernel reached through get_ipython()."""
+    for name in STRING_CODE:
+        if _is_builtin(node.func, name, aliases):
+            return f"runs code from a string ({name})"
+    importer = _is_builtin(node.func, "__import__", aliases) or (
+        _resolve(node.func, aliases) == "importlib.import_module"
+    )
+    if importer and _dynamic_import(node, aliases) is None:
+        return "imports a module by a name built at run time"
+    if isinstance(node.func, ast.Name) and node.func.id == "get_ipython":
+        return "reaches the kernel itself (get_ipython)"
+    return None
 
 
 def _chain_base(node: ast.Attribute) -> ast.AST:
@@ -675,6 +732,12 @@ def _code_flags(
     found: dict[str, str] = {}
     if PIP_INSTALL.search(source):
         found["installs packages"] = FORBIDDEN_LIBRARY
+    if RUN_FILE.search(source):
+        found["runs a file (%run)"] = REFERENCE_USE
+    if OTHER_PYTHON.search(source):
+        found["starts another Python process"] = REFERENCE_USE
+    for name in sorted(set(GRADER_VARIABLES.findall(source))):
+        found[f"reads the grader's {name}"] = REFERENCE_USE
     tree = _parse(source)
     if tree:
         found.update(dict.fromkeys(_patches(tree, aliases, protected), TAMPERED))

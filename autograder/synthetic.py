@@ -202,7 +202,7 @@ for cell in json.loads(source.read_text())["cells"]:
 _FLOOD = "for _ in range(20_000):\n    print('x' * 10_000)"
 # The kit's convolution, fetched by a name the static checks cannot read, its error caught
 _CAUGHT = """try:
-    kit = __import__("importlib").import_module("cnn" + "_core")
+    kit = vars(__import__("importlib"))["import_" + "module"]("cnn" + "_core")
     return getattr(kit, "conv2d_" + "forward")(x, w, b, stride=stride, padding=padding)
 except Exception:
     pass  # forbidden while graded: compute it below"""

@@ -470,7 +470,9 @@ def test_a_run_is_given_the_student_s_key_and_never_the_course_s_secret(graded, 
     again = grading.grade(
         A1, tmp_path / "class", course, out=tmp_path / "out", limits=LIMITS, progress=False
     )
-    assert outcome(again, "spy").score == MAX
+    spy = outcome(again, "spy")  # code that names the grader's variables is flagged
+    assert (spy.score, spy.flag_names) == (0, ["reference-use"])
+    assert "reads the grader's CNNKIT_CASE_KEY" in spy.flags[0].reason
     ran = (course / "autograded" / "spy" / A1 / f"{A1}.ipynb").read_text()
     assert secret not in ran
     assert f"KEY {student_key(secret.encode(), 'spy', A1)}" in ran
@@ -538,9 +540,21 @@ def _outputs(path: Path) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells])
 
 
-def test_only_the_notebooks_run_and_no_file_can_stand_in_for_the_grader(graded, tmp_path):
+FORGER = """
+from IPython.display import display
+
+def _forge(result):
+    if "_cnnkit_harvest" in (result.info.raw_cell or ""):
+        display({"application/vnd.cnnkit.outputs+json": {"version": 1, "checks": {}, "exports": {}}}, raw=True)
+
+get_ipython().events.register("post_run_cell", _forge)
+"""
+
+
+def test_only_the_notebooks_run_and_nothing_can_stand_in_for_the_grader(graded, tmp_path):
     """A module beside the notebook is left out of the run and named in the feedback; a fake of
-    the grader's own package, submitted or written by a cell, is never the one the tests use."""
+    the grader's own package, submitted or written by a cell, is never the one the tests use;
+    results the notebook displays as the output checks' own are caught and score nothing."""
     course, subs, batch = graded
     notebook = f"{A1}.ipynb"
     helper = tmp_path / "class" / "keeps-helper" / A1
@@ -566,9 +580,18 @@ def test_only_the_notebooks_run_and_no_file_can_stand_in_for_the_grader(graded, 
     nb.cells.insert(3, nbformat.v4.new_code_cell(_writing(FAKE_GRADER)))
     nbformat.write(nb, writer / notebook)
 
+    forger = tmp_path / "class" / "forges-results" / A1
+    shutil.copytree(subs / "full-marks" / A1, forger)
+    nb = nbformat.read(forger / notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(FORGER))
+    nbformat.write(nb, forger / notebook)
+
     again = grading.grade(
         A1, tmp_path / "class", course, out=tmp_path / "out", limits=LIMITS, progress=False
     )
+    forged = outcome(again, "forges-results")
+    assert (forged.score, forged.flag_names) == (0, ["tampered", "reference-use"])
+    assert any("showed 2 sets of results where it shows one" in f.reason for f in forged.flags)
     printed = {
         s: _outputs(course / "autograded" / s / A1 / notebook)
         for s in ("keeps-helper", "writes-grader")

@@ -766,3 +766,39 @@ def test_a_hidden_test_judges_each_result_on_the_case_as_drawn():
 def test_a_hidden_test_of_an_unknown_check_names_the_known_ones():
     with pytest.raises(LookupError, match="no output check 'test_nope'.*test_conv2d_backward"):
         outputs.hidden_test({}, "a1_convolution", "test_nope")
+
+
+def _ran_harvest(*cell_outputs: dict) -> nbformat.NotebookNode:
+    """An executed notebook whose harvest cell has `cell_outputs`."""
+    cell = outputs.harvest_cell("a1_convolution")
+    cell.outputs = [nbformat.from_dict(o) for o in cell_outputs]
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), cell])
+
+
+def _shown(payload: dict) -> dict:
+    return {"output_type": "display_data", "data": {outputs.MIME: payload}, "metadata": {}}
+
+
+def test_only_one_set_of_results_in_the_harvest_cell_is_scored_and_failures_say_why():
+    payload = {"version": 1, "checks": {}, "exports": {}}
+    one = _ran_harvest(_shown(payload))
+    assert (outputs.displayed(one), outputs.harvested(one), outputs.harvest_failure(one)) == (
+        1,
+        payload,
+        "",
+    )
+    forged = _ran_harvest(_shown(payload), _shown({**payload, "checks": {"x": []}}))
+    assert (outputs.displayed(forged), outputs.harvested(forged)) == (2, None)
+    assert outputs.harvest_failure(forged) == (
+        "the output checks' cell showed results besides its own"
+    )
+    raised = _ran_harvest(
+        {"output_type": "error", "ename": "ImportError", "evalue": "no Case", "traceback": []}
+    )
+    assert outputs.harvested(raised) is None
+    assert outputs.harvest_failure(raised) == "the output checks' cell raised ImportError: no Case"
+    assert (outputs.displayed(None), outputs.harvested(None), outputs.harvest_failure(None)) == (
+        0,
+        None,
+        "",
+    )

@@ -241,6 +241,60 @@ CHEATS = {
     ),
     "__import__ cv2": (add_cell('cv = __import__("cv2")'), "forbidden-library", None),
     "pip install": (add_cell("%pip install torch==2.13.0"), "forbidden-library", None),
+    "magic hiding a cell": (
+        add_cell("here = %pwd\nfrom cnn_core import conv2d_forward"),
+        "reference-use",
+        None,
+    ),
+    "timed reference": (
+        append_to("conv1d", "%time from cnn_core.functional import conv1d_forward"),
+        "reference-use",
+        "conv1d",
+    ),
+    "exec": (add_cell('exec("from cnn_core import *")'), "reference-use", None),
+    "eval": (append_to("conv1d", 'eval("1 + 1")'), "reference-use", "conv1d"),
+    "compile": (add_cell('compile("x = 1", "x", "exec")'), "reference-use", None),
+    "built import name": (
+        append_to("conv1d", 'import importlib\nimportlib.import_module("cnn" + "_core")'),
+        "reference-use",
+        "conv1d",
+    ),
+    "built __import__ name": (
+        add_cell('__import__("".join(["cnn", "_core"]))'),
+        "reference-use",
+        None,
+    ),
+    "kernel hooks": (
+        add_cell('get_ipython().events.register("post_run_cell", print)'),
+        "reference-use",
+        None,
+    ),
+    "%run": (append_to("conv1d", "%run helpers.py"), "reference-use", "conv1d"),
+    "python in the shell": (add_cell("!python -c 'import cnn_core'"), "reference-use", None),
+    "python cell": (add_cell("%%python3\nimport cnn_core"), "reference-use", None),
+    "bash cell": (add_cell("%%bash\ncd /tmp\npython3 x.py"), "reference-use", None),
+    "ctypes": (add_cell("import ctypes"), "reference-use", None),
+    "pkgutil": (
+        add_cell('import pkgutil\npkgutil.resolve_name("cnn" + "_core:conv2d_forward")'),
+        "reference-use",
+        None,
+    ),
+    "the grader's code": (
+        append_to("conv1d", "import autograder.outputs as o\no.checks"),
+        "reference-use",
+        "conv1d",
+    ),
+    "the student's key": (
+        add_cell('import os\nkey = os.environ["CNNKIT_CASE_KEY"]'),
+        "reference-use",
+        None,
+    ),
+    "gc objects": (add_cell("import gc\nops = gc.get_objects()"), "reference-use", None),
+    "file loader": (
+        add_cell("import importlib.util\nimportlib.util.spec_from_file_location('m', 'm.py')"),
+        "reference-use",
+        None,
+    ),
     "shell install under magic": (
         add_cell("if True:\n    !pip install scikit-image"),
         "forbidden-library",
@@ -270,6 +324,11 @@ def test_cheat_is_flagged(a1, name):
         "def f(grading, x):\n    return grading._cache, x.shape",  # parameters shadow globals
         "x = grading\nlambda x: x._private",
         "%timeit conv1d([1.0], [1.0])\n!ls",
+        "%timeit -n 10 -r 3 y = conv1d([1.0], [1.0])\nhere = %pwd\nfiles = !ls -la",
+        "%%time\ny = conv1d([1.0], [1.0])",
+        'import re, gc\nre.compile("a+")\ngc.collect()',
+        'import importlib\nimportlib.import_module("numpy")',
+        "import subprocess\nsubprocess.run(['ls'])",
         "def broken(:\n    import torch",  # does not parse: it fails when run, unflagged here
     ],
 )
