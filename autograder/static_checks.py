@@ -5,12 +5,18 @@ imports of libraries that do the assignment's work.
     flags = inspect(submitted, released, policy("a1_convolution"))
 
 The checks read text only; the run-time guard (`cnn_core.grading.no_reference`) catches what text
-hides, such as a name built at run time. Names bound to modules are followed through imports and
-assignments, with a function's parameters and locals shadowing them. Student code is
-every code cell that is not one of the release's locked cells left unchanged: the solution cells,
-the cells the student added and any edited locked cell. Its IPython magic and shell lines (`%...`,
-`!...`) are blanked before `ast.parse`; code that still does not parse is not flagged, since it
-fails when run and scores zero by itself.
+hides. Names bound to modules are followed through imports and assignments, with a function's
+parameters and locals shadowing them. Student code is every code cell that is not one of the
+release's locked cells left unchanged: the solution cells, the cells the student added and any
+edited locked cell. Its IPython lines are read as Python (`%time code` as `code`, `x = %pwd` as
+`x = None`, other magic and shell lines blanked); code that still does not parse is not flagged,
+since it fails when run and scores zero by itself.
+
+Code whose effect the text cannot show is "reference-use" (a way around the guard): strings run as
+code (exec, eval, compile), imports by a name built at run time, get_ipython() (the kernel's hooks
+and namespaces), %run, another Python started from the notebook, ESCAPES (ctypes, runpy, pkgutil,
+importlib.util, walks of the interpreter's objects and frames), the grader's package and the
+variables it gives a run (CNNKIT_...).
 
 The hidden tests run in the kernel the student's code ran in, so student code that changes what
 they use would make failing tests pass. It is flagged "tampered" when it
@@ -23,8 +29,9 @@ they use would make failing tests pass. It is flagged "tampered" when it
   `np`, `rel_error`, ...), by an assignment, def, class, import or loop at module scope, in a
   function that declares it global, or through globals(). Importing it again as the same thing
   (`import numpy as np`) is fine; deleting it only makes the tests fail, and is not flagged.
-Not seen: code in strings (exec), a namespace or module reached through a name the text does not
-follow (`g = globals()`, a module passed as an argument), and builtins shadowed by a global name
+Not seen: a namespace or module reached through an expression the text does not follow
+(`g = globals()`, `vars(importlib)["import_module"]`, a module passed as an argument; only the
+run-time guard stands there, in the student's own process), and builtins shadowed by a global name
 (`all = ...`), since students reuse such names (`filter`, `input`, `sum`) for their own values.
 
 Reasons name a cell by its grade_id, or "added cell N" (counting from 1) for a cell the release
