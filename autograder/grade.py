@@ -60,7 +60,7 @@ from autograder.gradebook import (
 )
 from autograder.kernel_cache import kernel_cache, seed
 from autograder.outcome import FlagNote, Item, ItemResult, Outcome
-from autograder.release import KIT_ROOT, SOLUTIONS, generate, place_source
+from autograder.release import KIT_ROOT, NOT_FOR_RUNS, SOLUTIONS, generate, place_source
 from autograder.sandbox import GRACE, Limits, RunResult, run_notebook, start_server
 from autograder.sandbox.child import amount
 from autograder.secret import course_secret, fingerprint, student_key
@@ -598,9 +598,7 @@ def _stage(setup: Setup, sub: Submission, workdir: Path) -> None:
     checks, the similarity check and the TAs read it; a module beside it (a package named like
     the kit's among them) could otherwise run unread. Submitted curves are not there either:
     the run replays the training that makes them."""
-    shutil.copytree(
-        setup.released, workdir, ignore=shutil.ignore_patterns("*.ipynb", ".*", "__pycache__")
-    )
+    shutil.copytree(setup.released, workdir, ignore=NOT_FOR_RUNS)
     for name, path in sub.notebooks.items():
         shutil.copyfile(path, workdir / name)
 

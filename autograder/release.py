@@ -28,6 +28,9 @@ SOLUTIONS = KIT_ROOT / "solutions"
 ASSIGNMENTS = KIT_ROOT / "assignments"
 CELL_TIMEOUT = 600  # seconds a proof allows one cell (a4 trains a network in one)
 # What running a notebook in place leaves behind: never copied into a release or a proof.
+# What a run does not take from a release folder: its notebooks (the student's stand in their
+# place), hidden files and Python's caches. A copytree ignore: (folder, names) -> names skipped.
+NOT_FOR_RUNS = shutil.ignore_patterns("*.ipynb", ".*", "__pycache__")
 LEFTOVERS = (".ipynb_checkpoints", "__pycache__", "history.json", "curves.png", "model.npz")
 
 

@@ -32,7 +32,7 @@ import nbformat
 
 from autograder import curves, outputs
 from autograder.collect import code_beside, left_out_reason
-from autograder.release import ASSIGNMENTS
+from autograder.release import ASSIGNMENTS, NOT_FOR_RUNS
 from autograder.static_checks import Flag, inspect, policy
 from cnn_core.train import REPLAY_ENV
 
@@ -104,9 +104,11 @@ def _run_folder(notebook: Path, release: Path) -> Iterator[Path]:
     """A temporary folder holding links to the `notebook` and to the files of the `release`
     folder but its notebooks, as the grader's run has them: the student's other files, curve
     files included, are neither run nor written."""
+    entries = list(release.iterdir())
+    skipped = set(NOT_FOR_RUNS(str(release), [e.name for e in entries]))
     with tempfile.TemporaryDirectory(prefix="cnnkit-validate-") as tmp:
-        for entry in release.iterdir():
-            if not entry.name.startswith(".") and entry.suffix != ".ipynb":
+        for entry in entries:
+            if entry.name not in skipped:
                 (Path(tmp) / entry.name).symlink_to(entry.resolve())
         (Path(tmp) / notebook.name).symlink_to(notebook.resolve())
         yield Path(tmp)

@@ -464,14 +464,19 @@ def _be_kernel(go: int) -> NoReturn:
         os._exit(0)
 
 
-def _bind_grader_modules() -> None:
-    """Import GRADER_MODULES (those installed), then put the working folder last on sys.path,
-    where IPython would put it ahead of the installed packages: a module a cell writes there,
-    named like the kit's or a library's, is never the one imported. (A package found through
-    an editable install's finder, which Python asks after sys.path, is safe once imported.)"""
+def import_grader_modules() -> None:
+    """Import GRADER_MODULES, those installed (the forking server does it once for every run)."""
     for name in GRADER_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+
+
+def _bind_grader_modules() -> None:
+    """import_grader_modules, then put the working folder last on sys.path, where IPython would
+    put it ahead of the installed packages: a module a cell writes there, named like the kit's
+    or a library's, is never the one imported. (A package found through an editable install's
+    finder, which Python asks after sys.path, is safe once imported.)"""
+    import_grader_modules()
     sys.path.append("")  # IPython adds the working folder only when "" is not there yet
 
 
